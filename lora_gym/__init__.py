@@ -1,0 +1,14 @@
+"""lora-gym: a Gymnasium environment in which an RL agent learns to tune live LoRA fine-tuning.
+
+Importing the package only registers the environment ids; torch, transformers, peft and the data
+load lazily on the first ``reset``.
+"""
+
+from gymnasium.envs.registration import register, registry
+
+__version__ = "0.1.0"
+
+ENV_IDS = ("LoRATune-v0",)
+
+if "LoRATune-v0" not in registry:
+    register(id="LoRATune-v0", entry_point="lora_gym.envs.lora_tune:LoRATuningEnv")

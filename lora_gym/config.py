@@ -1,0 +1,205 @@
+"""Typed, validated configuration of the LoRA-tuning environment (YAML <-> dataclass)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lora_gym.errors import ConfigError
+
+_LORA_LAYERS_HELP = "'all' or 'top-<k>' with k >= 1 (e.g. 'top-2')"
+
+
+@dataclass(frozen=True)
+class EnvConfig:
+    """Everything that defines a `LoRATune-v0` environment.
+
+    The defaults are the embedded default and equal `envs_configs/default.yaml` (a test checks it).
+    """
+
+    model: str = "minilm"
+    """Base model: ``minilm`` (the embedded all-MiniLM-L6-v2), ``tiny-bert`` (a tiny random BERT
+    built in-process, for tests), or the path of a local Hugging Face model directory."""
+    task_set: str = "default"
+    """Task set: ``default`` or ``tiny`` (shipped in the package) or the path of a task-set YAML."""
+    task_split: str = "train"
+    """Which tasks ``reset`` samples from: ``train``, ``test`` or ``all``."""
+    ranks: tuple[int, ...] = (2, 4, 8, 16)
+    """LoRA ranks the agent can choose from (strictly increasing); episodes start at the first."""
+    learning_rates: tuple[float, ...] = (1.0e-4, 3.0e-4, 1.0e-3, 3.0e-3)
+    """Learning rates the agent can choose from (strictly increasing)."""
+    episode_length: int = 8
+    """Number of actions (fine-tune segments) per episode; the episode is truncated after it."""
+    steps_per_action: int = 20
+    """Optimizer steps trained after each action (K)."""
+    batch_size: int = 32
+    """Training batch size."""
+    max_length: int = 64
+    """Tokens per example after truncation (batches are padded to their longest example)."""
+    eval_batch_size: int = 128
+    """Batch size of validation passes."""
+    target_modules: tuple[str, ...] = ("query", "value")
+    """Names of the linear modules LoRA adapts (PEFT ``target_modules``)."""
+    lora_layers: str = "all"
+    """Which transformer layers carry LoRA: ``all`` or ``top-<k>`` (the last k layers)."""
+    lora_alpha: float = 16.0
+    """LoRA alpha; the update is scaled by ``lora_alpha / rank``. Rank changes keep ΔW intact."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    max_grad_norm: float = 1.0
+    """Gradient-norm clipping threshold (0 disables clipping)."""
+    reward_fn: str | Callable[..., Any] = "delta_acc_minus_cost"
+    """Reward function: a registered name, ``package.module:function``, or a callable."""
+    cost_weight: float = 0.01
+    """λ: weight of the compute cost in the default reward."""
+    divergence_penalty: float = 1.0
+    """Reward is ``-divergence_penalty`` when a fine-tune diverges (non-finite loss)."""
+    torch_threads: int = 0
+    """Torch intra-op threads for this env's process; 0 lets torch use all cores."""
+    report_wall_time: bool = False
+    """Put ``wall_time_s`` into ``info``. Off by default: infos are part of the seeded-determinism
+    contract that Gymnasium's ``check_env`` verifies, and wall time is never reproducible."""
+    extra: Mapping[str, Any] = field(default_factory=dict)
+    """Free-form settings passed to custom reward functions (e.g. their own weights)."""
+
+    def __post_init__(self) -> None:
+        _check_types(self)
+        _check_choice("task_split", self.task_split, ("train", "test", "all"))
+        _check_increasing("ranks", self.ranks, positive=True)
+        _check_increasing("learning_rates", self.learning_rates, positive=True)
+        for name in ("episode_length", "steps_per_action", "batch_size", "max_length",
+                     "eval_batch_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"`{name}` must be >= 1, got {getattr(self, name)!r}")
+        for name in ("lora_alpha", "cost_weight", "divergence_penalty", "weight_decay",
+                     "max_grad_norm", "torch_threads"):
+            value = getattr(self, name)
+            if value < 0 or not math.isfinite(value):
+                raise ConfigError(f"`{name}` must be a finite number >= 0, got {value!r}")
+        if not self.target_modules:
+            raise ConfigError("`target_modules` must name at least one module, got ()")
+        self.top_layers  # noqa: B018 - validates `lora_layers`
+
+    @property
+    def top_layers(self) -> int | None:
+        """The k of ``lora_layers: top-<k>``, or ``None`` for ``all``."""
+        if self.lora_layers == "all":
+            return None
+        prefix, _, k = self.lora_layers.partition("-")
+        if prefix != "top" or not k.isdigit() or int(k) < 1:
+            raise ConfigError(f"`lora_layers` must be {_LORA_LAYERS_HELP}, got {self.lora_layers!r}")
+        return int(k)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> EnvConfig:
+        """Build a config from a mapping (e.g. parsed YAML); unknown keys raise `ConfigError`."""
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"config must be a mapping, got {type(data).__name__}")
+        valid = [f.name for f in fields(cls)]
+        unknown = sorted(set(data) - set(valid))
+        if unknown:
+            raise ConfigError(f"unknown config key(s) {unknown}; valid keys are {valid}")
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+        return cls(**values)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> EnvConfig:
+        """Load a config from a YAML file."""
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {str(path)!r} does not exist")
+        data = yaml.safe_load(path.read_text()) or {}
+        try:
+            return cls.from_dict(data)
+        except ConfigError as err:
+            raise ConfigError(f"{path}: {err}") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A YAML-safe dict (a callable reward is written as ``module:qualname``)."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if callable(value):
+                value = f"{value.__module__}:{value.__qualname__}"
+            elif isinstance(value, tuple):
+                value = list(value)
+            elif isinstance(value, Mapping):
+                value = dict(value)
+            out[f.name] = value
+        return out
+
+    def replace(self, **changes: Any) -> EnvConfig:
+        """A copy with some fields changed (validated like any other config)."""
+        return EnvConfig.from_dict({**dataclasses.asdict(self), **changes})
+
+
+def resolve_config(config: str | Path | Mapping | EnvConfig | None = None, **overrides: Any
+                   ) -> EnvConfig:
+    """Turn what ``gym.make`` received into an `EnvConfig`.
+
+    Args:
+        config: a YAML path, a mapping, an `EnvConfig`, or ``None`` for the embedded default.
+        **overrides: fields that replace the config's values.
+    """
+    if config is None:
+        base = EnvConfig()
+    elif isinstance(config, EnvConfig):
+        base = config
+    elif isinstance(config, Mapping):
+        base = EnvConfig.from_dict(config)
+    elif isinstance(config, str | Path):
+        base = EnvConfig.from_yaml(config)
+    else:
+        raise ConfigError(f"`config` must be a YAML path, a dict or an EnvConfig, got {config!r}")
+    return base.replace(**overrides) if overrides else base
+
+
+def _check_choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"`{name}` must be one of {list(allowed)}, got {value!r}")
+
+
+def _check_increasing(name: str, values: tuple, positive: bool) -> None:
+    if not values:
+        raise ConfigError(f"`{name}` must not be empty")
+    if positive and any(v <= 0 or not math.isfinite(v) for v in values):
+        raise ConfigError(f"`{name}` must hold finite positive values, got {list(values)}")
+    if any(b <= a for a, b in zip(values, values[1:], strict=False)):
+        raise ConfigError(f"`{name}` must be strictly increasing, got {list(values)}")
+
+
+def _check_types(config: EnvConfig) -> None:
+    hints = typing.get_type_hints(type(config))
+    for f in fields(config):
+        value = getattr(config, f.name)
+        if not _matches(value, hints[f.name]):
+            raise ConfigError(f"`{f.name}` must be of type {_type_name(hints[f.name])}, "
+                              f"got {value!r} ({type(value).__name__})")
+
+
+def _matches(value: Any, hint: Any) -> bool:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, arg) for arg in typing.get_args(hint))
+    if origin is tuple:
+        (item, _ellipsis) = typing.get_args(hint)
+        return isinstance(value, tuple) and all(_matches(v, item) for v in value)
+    if origin is not None and origin.__module__ == "collections.abc":
+        return isinstance(value, origin)
+    if hint is float:  # ints are acceptable floats; bools are not numbers here
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, hint)
+
+
+def _type_name(hint: Any) -> str:
+    return str(hint).replace("typing.", "").replace("collections.abc.", "")

