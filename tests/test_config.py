@@ -1,0 +1,60 @@
+"""Configuration: YAML round-trip, defaults, and error messages that name the field."""
+
+from pathlib import Path
+
+import pytest
+
+from lora_gym.config import EnvConfig, resolve_config
+from lora_gym.errors import ConfigError
+
+CONFIGS = sorted(Path(__file__).parents[1].joinpath("envs_configs").glob("*.yaml"))
+
+
+def test_default_yaml_is_the_embedded_default():
+    assert EnvConfig.from_yaml("envs_configs/default.yaml") == EnvConfig()
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_every_shipped_config_round_trips(path):
+    config = EnvConfig.from_yaml(path)
+    assert EnvConfig.from_dict(config.to_dict()) == config
+
+
+def test_overrides_replace_fields():
+    config = resolve_config("envs_configs/tiny.yaml", episode_length=7, ranks=[1, 8])
+    assert config.episode_length == 7 and config.ranks == (1, 8)
+    assert config.model == "tiny-bert"
+
+
+@pytest.mark.parametrize(
+    ("changes", "match"),
+    [
+        ({"rankz": [1]}, r"unknown config key\(s\) \['rankz'\]; valid keys are \[.*'ranks'"),
+        ({"ranks": [4, 2]}, r"`ranks` must be strictly increasing, got \[4, 2\]"),
+        ({"ranks": [0, 2]}, r"`ranks` must hold finite positive values"),
+        ({"learning_rates": "1e-3"}, r"`learning_rates` must be of type tuple\[float, \.\.\.\]"),
+        ({"task_split": "val"}, r"`task_split` must be one of \['train', 'test', 'all'\], got 'val'"),
+        ({"episode_length": 0}, r"`episode_length` must be >= 1, got 0"),
+        ({"episode_length": 2.5}, r"`episode_length` must be of type int, got 2.5"),
+        ({"lora_layers": "bottom-2"}, r"`lora_layers` must be 'all' or 'top-<k>'"),
+        ({"cost_weight": -1.0}, r"`cost_weight` must be a finite number >= 0, got -1.0"),
+        ({"report_wall_time": "yes"}, r"`report_wall_time` must be of type bool"),
+    ],
+)
+def test_bad_values_name_the_field(changes, match):
+    with pytest.raises(ConfigError, match=match):
+        EnvConfig.from_dict({**EnvConfig().to_dict(), **changes})
+
+
+def test_yaml_errors_name_the_file(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("ranks: [8, 4]\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml: `ranks` must be strictly increasing"):
+        EnvConfig.from_yaml(path)
+    with pytest.raises(ConfigError, match="does not exist"):
+        EnvConfig.from_yaml(tmp_path / "missing.yaml")
+
+
+def test_top_layers():
+    assert EnvConfig(lora_layers="top-2").top_layers == 2
+    assert EnvConfig().top_layers is None

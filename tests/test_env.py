@@ -1,0 +1,156 @@
+"""LoRATune-v0 on the tiny config: API checks, determinism, observation bounds, docstring."""
+
+import re
+import subprocess
+import sys
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env as gym_check_env
+from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+import lora_gym
+from lora_gym.config import EnvConfig
+from lora_gym.envs.lora_tune import LoRATuningEnv
+
+TINY = "envs_configs/tiny.yaml"
+
+
+def make(**kwargs):
+    return gym.make("LoRATune-v0", config=TINY, **kwargs)
+
+
+def rollout(env, seed, actions):
+    obs, info = env.reset(seed=seed)
+    trace = [(obs, info)]
+    for a in actions:
+        obs, reward, terminated, truncated, info = env.step(a)
+        trace.append((obs, reward, terminated, truncated, info))
+        if terminated or truncated:
+            break
+    return trace
+
+
+@pytest.mark.parametrize("env_id", lora_gym.ENV_IDS)
+def test_gymnasium_check_env(env_id):
+    env = gym.make(env_id, config=TINY)
+    gym_check_env(env.unwrapped, skip_render_check=True)
+
+
+@pytest.mark.parametrize("env_id", lora_gym.ENV_IDS)
+def test_sb3_check_env(env_id):
+    sb3_check_env(gym.make(env_id, config=TINY).unwrapped, warn=True)
+
+
+def test_lora_gym_prefix_id_works():
+    env = gym.make("lora_gym:LoRATune-v0", config=TINY)
+    assert isinstance(env.unwrapped, LoRATuningEnv)
+
+
+def test_import_is_light():
+    code = ("import sys, lora_gym, gymnasium as gym; e = gym.make('LoRATune-v0'); "
+            "heavy = [m for m in ('torch', 'transformers', 'peft', 'datasets') if m in sys.modules];"
+            "print(heavy)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_obs_in_space_and_episode_truncates():
+    env = make()
+    obs, info = env.reset(seed=3)
+    assert obs in env.observation_space
+    assert info["step"] == 0 and info["rank"] == 1
+    for t in range(1, 4):
+        obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
+        assert obs in env.observation_space
+        assert np.isfinite(reward)
+        assert not terminated
+        assert truncated == (t == 3)
+        assert set(info["reward_components"]) == {"delta_accuracy", "cost"}
+        assert reward == pytest.approx(sum(info["reward_components"].values()))
+    names = env.unwrapped.observation_names
+    assert len(names) == env.observation_space.shape[0]
+    assert obs[names.index("steps_left")] == 0.0
+
+
+def test_seeded_rollouts_are_identical():
+    actions = [5, 0, 3]
+    a = rollout(make(), 11, actions)
+    b = rollout(make(), 11, actions)
+    for x, y in zip(a, b, strict=True):
+        assert gym.utils.env_checker.data_equivalence(x, y, exact=True)
+    c = rollout(make(), 12, actions)
+    assert not np.array_equal(a[-1][0], c[-1][0])
+
+
+def test_rank_and_lr_follow_the_action():
+    env = make()
+    env.reset(seed=0, options={"task": "synth-a"})
+    grid = env.unwrapped.grid
+    for action in (grid.encode(4, 1e-3), grid.encode(2, 1e-2), grid.encode(1, 1e-3)):
+        _, _, _, _, info = env.step(action)
+        assert (info["rank"], info["lr"]) == grid.decode(action)
+        assert env.unwrapped.session.rank == info["rank"]
+
+
+def test_reset_option_picks_the_task_and_rejects_unknown():
+    env = make()
+    _, info = env.reset(seed=0, options={"task": "synth-b"})
+    assert info["task"] == "synth-b"
+    with pytest.raises(KeyError, match="nope"):
+        env.reset(options={"task": "nope"})
+    with pytest.raises(ValueError, match=r"unknown reset option\(s\) \['bogus'\]"):
+        env.reset(options={"bogus": 1})
+
+
+def test_divergence_terminates_with_penalty():
+    env = make(learning_rates=[1.0e30], max_grad_norm=0.0, divergence_penalty=2.5)
+    obs, _ = env.reset(seed=0)
+    terminated = False
+    for _ in range(3):
+        obs, reward, terminated, truncated, info = env.step(0)
+        assert obs in env.observation_space
+        if terminated:
+            break
+    assert terminated and not truncated
+    assert reward == -2.5 and info["diverged"]
+    assert info["reward_components"] == {"divergence": -2.5}
+
+
+def test_custom_reward_callable_through_make():
+    env = make(reward_fn=lambda prev, cur, cost, config: {"acc": cur.accuracy})
+    env.reset(seed=0)
+    _, reward, *_, info = env.step(0)
+    assert reward == info["metrics"]["accuracy"] and set(info["reward_components"]) == {"acc"}
+
+
+def test_wall_time_only_when_asked():
+    env = make(report_wall_time=True)
+    _, info = env.reset(seed=0)
+    assert info["wall_time_s"] > 0
+    _, info = make().reset(seed=0)
+    assert "wall_time_s" not in info
+
+
+def test_docstring_action_table_matches_default_grid():
+    rows = re.findall(r"^\s*\|\s*(\d+)\s*\|\s*(\d+)\s*\|\s*([\d.e+-]+)\s*\|\s*$",
+                      LoRATuningEnv.__doc__, flags=re.M)
+    env = LoRATuningEnv()  # default config: no heavy work until reset
+    assert [(int(r), float(lr)) for _, r, lr in rows] == env.grid.pairs()
+    assert [int(n) for n, _, _ in rows] == list(range(env.action_space.n))
+
+
+def test_docstring_observation_table_matches_space():
+    rows = re.findall(r"^\s*\|\s*(\d+)\s*\|\s*([a-z0-9_]+)\s*\|\s*(-?[\d.]+)\s*\|\s*(-?[\d.]+)\s*\|",
+                      LoRATuningEnv.__doc__, flags=re.M)
+    env = LoRATuningEnv()
+    assert tuple(name for _, name, _, _ in rows) == env.observation_names
+    np.testing.assert_array_equal([float(lo) for *_, lo, _ in rows], env.observation_space.low)
+    np.testing.assert_array_equal([float(hi) for *_, hi in rows], env.observation_space.high)
+
+
+def test_bad_config_fails_at_make():
+    with pytest.raises(ValueError, match="`ranks` must be strictly increasing"):
+        make(ranks=[4, 2])
+    assert EnvConfig.from_yaml(TINY).model == "tiny-bert"
