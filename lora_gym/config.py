@@ -95,7 +95,8 @@ class EnvConfig:
             return None
         prefix, _, k = self.lora_layers.partition("-")
         if prefix != "top" or not k.isdigit() or int(k) < 1:
-            raise ConfigError(f"`lora_layers` must be {_LORA_LAYERS_HELP}, got {self.lora_layers!r}")
+            raise ConfigError(
+                f"`lora_layers` must be {_LORA_LAYERS_HELP}, got {self.lora_layers!r}")
         return int(k)
 
     @classmethod

@@ -6,7 +6,7 @@ class ConfigError(ValueError):
 
 
 class TaskError(ValueError):
-    """A task's data cannot be loaded or is unusable (missing file/column, one class, empty text)."""
+    """A task's data cannot be loaded or used (missing file or column, one class, empty text)."""
 
 
 class TaskSourceUnavailable(TaskError):

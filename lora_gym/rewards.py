@@ -53,11 +53,12 @@ def delta_acc(prev: Metrics, cur: Metrics, cost: float, config: Any) -> float:
 
 
 def resolve_reward(ref: str | RewardFn) -> RewardFn:
-    """Turn a registered name, a ``package.module:function`` string or a callable into a function."""
+    """Turn a registered name, a ``package.module:function`` string or a callable into a fn."""
     if callable(ref):
         return ref
     if not isinstance(ref, str):
-        raise RewardError(f"`reward_fn` must be a name, 'module:function' or a callable, got {ref!r}")
+        raise RewardError(
+            f"`reward_fn` must be a name, 'module:function' or a callable, got {ref!r}")
     if ":" not in ref:
         if ref not in REWARDS:
             raise RewardError(f"unknown reward function {ref!r}; registered: {sorted(REWARDS)}, "
@@ -67,7 +68,8 @@ def resolve_reward(ref: str | RewardFn) -> RewardFn:
     try:
         module = importlib.import_module(module_name)
     except ImportError as err:
-        raise RewardError(f"reward_fn {ref!r}: cannot import module {module_name!r} ({err})") from err
+        raise RewardError(
+            f"reward_fn {ref!r}: cannot import module {module_name!r} ({err})") from err
     fn = getattr(module, attr, None)
     if not callable(fn):
         raise RewardError(f"reward_fn {ref!r}: module {module_name!r} has no callable {attr!r}")

@@ -11,7 +11,7 @@ import numpy as np
 
 @dataclass(frozen=True)
 class ActionGrid:
-    """A discrete grid of (rank, learning rate) pairs; action ``i * len(lrs) + j`` is (r_i, lr_j)."""
+    """A discrete grid of (rank, lr) pairs; action ``i * len(lrs) + j`` is (r_i, lr_j)."""
 
     ranks: tuple[int, ...]
     learning_rates: tuple[float, ...]

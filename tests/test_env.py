@@ -50,7 +50,8 @@ def test_lora_gym_prefix_id_works():
 
 def test_import_is_light():
     code = ("import sys, lora_gym, gymnasium as gym; e = gym.make('LoRATune-v0'); "
-            "heavy = [m for m in ('torch', 'transformers', 'peft', 'datasets') if m in sys.modules];"
+            "heavy = [m for m in ('torch', 'transformers', 'peft', 'datasets') "
+            "if m in sys.modules];"
             "print(heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
@@ -142,8 +143,9 @@ def test_docstring_action_table_matches_default_grid():
 
 
 def test_docstring_observation_table_matches_space():
-    rows = re.findall(r"^\s*\|\s*(\d+)\s*\|\s*([a-z0-9_]+)\s*\|\s*(-?[\d.]+)\s*\|\s*(-?[\d.]+)\s*\|",
-                      LoRATuningEnv.__doc__, flags=re.M)
+    cell = r"\s*\|\s*"
+    pattern = rf"^{cell}(\d+){cell}([a-z0-9_]+){cell}(-?[\d.]+){cell}(-?[\d.]+){cell}"
+    rows = re.findall(pattern, LoRATuningEnv.__doc__, flags=re.M)
     env = LoRATuningEnv()
     assert tuple(name for _, name, _, _ in rows) == env.observation_names
     np.testing.assert_array_equal([float(lo) for *_, lo, _ in rows], env.observation_space.low)
