@@ -87,7 +87,7 @@ class TaskSpec:
             ok = (isinstance(self.labels, tuple) and len(self.labels) >= 2
                   and all(isinstance(x, str) and x for x in self.labels)
                   and len(set(self.labels)) == len(self.labels))
-            self._check(ok, "labels", "must be None or a list of at least 2 distinct strings")
+            self._check(ok, "labels", "must be None or 2+ distinct strings (quote numbers)")
             self._check(self.source != "synthetic", "labels", "is not supported by 'synthetic'")
         for key in ("max_train", "max_val", "num_classes", "num_examples"):
             value = getattr(self, key)

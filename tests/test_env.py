@@ -143,7 +143,7 @@ def test_docstring_action_table_matches_default_grid():
 
 
 def test_docstring_observation_table_matches_space():
-    cell = r"\s*\|\s*"
+    cell = r"[ \t]*\|[ \t]*"
     pattern = rf"^{cell}(\d+){cell}([a-z0-9_]+){cell}(-?[\d.]+){cell}(-?[\d.]+){cell}"
     rows = re.findall(pattern, LoRATuningEnv.__doc__, flags=re.M)
     env = LoRATuningEnv()
