@@ -1,0 +1,32 @@
+"""SB3 callbacks for LoRA-tuning runs."""
+
+from __future__ import annotations
+
+from stable_baselines3.common.callbacks import BaseCallback
+
+
+class LoRAInfoCallback(BaseCallback):
+    """Log every env step's accuracy, rank, lr, cost and reward components to TensorBoard.
+
+    Values are averaged over the steps between two logger dumps (``lora/...``); episode ends log
+    the final accuracy and the episode's total cost (``episode/...``).
+    """
+
+    def _on_step(self) -> bool:
+        for info, done in zip(self.locals["infos"], self.locals["dones"], strict=True):
+            metrics = info.get("metrics")
+            if metrics is None:
+                continue
+            if metrics["accuracy"] is not None:
+                self.logger.record_mean("lora/accuracy", metrics["accuracy"])
+                self.logger.record_mean("lora/f1", metrics["f1"])
+            self.logger.record_mean("lora/rank", info["rank"])
+            self.logger.record_mean("lora/lr", info["lr"])
+            self.logger.record_mean("lora/cost", info.get("cost", 0.0))
+            for name, value in info.get("reward_components", {}).items():
+                self.logger.record_mean(f"lora/reward_{name}", value)
+            if done:
+                self.logger.record_mean("episode/final_accuracy", metrics["accuracy"] or 0.0)
+                self.logger.record_mean("episode/total_cost", info["cost_so_far"])
+                self.logger.record_mean("episode/diverged", float(info.get("diverged", False)))
+        return True

@@ -1,0 +1,70 @@
+"""Baselines act through the predict protocol; the shared evaluation scores them."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import lora_gym  # noqa: F401
+from agents import baselines, report
+from agents.evaluate import evaluate, run_episode
+from lora_gym.spaces import OBSERVATION_NAMES
+
+
+@pytest.fixture(scope="module")
+def env():
+    return gym.make("LoRATune-v0", config="envs_configs/tiny.yaml")
+
+
+def test_every_baseline_completes_episodes(env):
+    grid = env.unwrapped.grid
+    policies = {
+        "default": baselines.FixedPolicy.peft_default(grid),
+        "random": baselines.RandomPolicy(env.action_space, seed=0),
+        "schedule": baselines.SchedulePolicy(grid),
+        "oracle": baselines.TaskTablePolicy({"synth-c": 1}),
+        "optuna": baselines.SequencePolicy({"synth-c": [0, 5, 2]}),
+    }
+    results = evaluate(env, policies, ["synth-c"], [0, 1], progress=False)
+    assert len(results) == 10
+    for r in results:
+        assert r.steps == env.unwrapped.config.episode_length and not r.diverged
+        assert r.episode_return == pytest.approx(sum(s["reward"] for s in r.trajectory))
+    seq = next(r for r in results if r.method == "optuna")
+    assert [(s["rank"], s["lr"]) for s in seq.trajectory] == [grid.decode(a) for a in (0, 5, 2)]
+
+
+def test_same_seed_same_episode_for_every_policy(env):
+    a = run_episode(env, baselines.FixedPolicy(3), "synth-c", 7)
+    b = run_episode(env, baselines.FixedPolicy(3), "synth-c", 7)
+    assert a.trajectory == b.trajectory and a.initial_accuracy == b.initial_accuracy
+
+
+def test_schedule_grows_rank_and_decays_lr():
+    grid = gym.make("LoRATune-v0", config="envs_configs/tiny.yaml").unwrapped.grid
+    policy = baselines.SchedulePolicy(grid)
+    obs = np.zeros(len(OBSERVATION_NAMES), dtype=np.float32)
+    steps_left = OBSERVATION_NAMES.index("steps_left")
+    plan = []
+    for left in (1.0, 0.5, 0.0):
+        obs[steps_left] = left
+        plan.append(grid.decode(int(policy.predict(obs)[0])))
+    ranks, lrs = zip(*plan, strict=True)
+    assert list(ranks) == sorted(ranks) and ranks[0] < ranks[-1]
+    assert list(lrs) == sorted(lrs, reverse=True) and lrs[0] > lrs[-1]
+
+
+def test_predict_is_batched_like_sb3():
+    policy = baselines.FixedPolicy(2)
+    actions, state = policy.predict(np.zeros((4, len(OBSERVATION_NAMES))))
+    assert actions.tolist() == [2, 2, 2, 2] and state is None
+
+
+def test_task_table_rejects_unknown_task():
+    with pytest.raises(KeyError, match="no action searched for task 'x'"):
+        baselines.TaskTablePolicy({"a": 0}).begin_episode("x")
+
+
+def test_bootstrap_interval_brackets_the_mean():
+    values = np.random.default_rng(0).normal(1.0, 0.5, size=50)
+    lo, hi = report.bootstrap_ci(values)
+    assert lo < values.mean() < hi and hi - lo < 0.5

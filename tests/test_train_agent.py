@@ -1,0 +1,64 @@
+"""Subprocess smoke tests of train_agent.py (rl-zoo layout, resume) and agents.compare."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).parents[1]
+TINY_KWARGS = ["--env-kwargs", "config:'envs_configs/tiny.yaml'"]
+
+
+def run(*args):
+    out = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True,
+                         env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"}, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    logs = tmp_path_factory.mktemp("logs")
+    run("train_agent.py", "--env", "LoRATune-v0", *TINY_KWARGS, "-n", "64", "-f", str(logs),
+        "--eval-freq", "32", "--eval-episodes", "2", "--save-freq", "32",
+        "-params", "n_steps:32", "--verbose", "0", "-tb", str(logs / "tb"))
+    return logs
+
+
+def test_train_agent_writes_the_zoo_layout(trained):
+    run_dir = trained / "ppo" / "LoRATune-v0_1"
+    for name in ("LoRATune-v0.zip", "best_model.zip", "evaluations.npz", "vecnormalize.pkl",
+                 "0.monitor.csv", "rl_model_32_steps.zip", "LoRATune-v0/args.yml",
+                 "LoRATune-v0/config.yml", "LoRATune-v0/env_config.yml"):
+        assert (run_dir / name).is_file(), name
+    evaluations = np.load(run_dir / "evaluations.npz")
+    assert list(evaluations["timesteps"]) == [32, 64]
+    assert list((trained / "tb").glob("*/events.out.tfevents.*"))
+
+
+def test_resume_continues_in_a_new_run(trained):
+    first = trained / "ppo" / "LoRATune-v0_1" / "LoRATune-v0.zip"
+    run("train_agent.py", *TINY_KWARGS, "-n", "32", "-f", str(trained), "--eval-freq", "-1",
+        "-params", "n_steps:32", "--verbose", "0", "-i", str(first))
+    from stable_baselines3 import PPO
+
+    resumed = PPO.load(trained / "ppo" / "LoRATune-v0_2" / "LoRATune-v0.zip")
+    assert resumed.num_timesteps == 96  # 64 from the first run + 32 more
+
+
+def test_compare_scores_every_method_and_the_agent(trained, tmp_path):
+    agent = trained / "ppo" / "LoRATune-v0_1" / "best_model.zip"
+    run("-m", "agents.compare", *TINY_KWARGS, "--seeds", "2", "--out", str(tmp_path),
+        "--agent", f"ppo={agent}", "--no-progress")
+    results = json.loads((tmp_path / "results.json").read_text())
+    methods = {"default", "random", "schedule", "best-static", "oracle", "optuna", "ppo"}
+    assert set(results["summary"]) == methods
+    assert results["tasks"] == ["synth-c"] and results["seeds"] == [0, 1]
+    assert len(results["episodes"]) == len(methods) * 2
+    oracle_grid = results["grid_returns"]["synth-c"]
+    assert results["summary"]["oracle"]["return"] == pytest.approx(max(oracle_grid))
+    for name in ("results.md", "returns.png", "accuracy_vs_cost.png", "trajectories.png"):
+        assert (tmp_path / name).stat().st_size > 0

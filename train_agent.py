@@ -1,0 +1,157 @@
+"""Train a Stable-Baselines3 agent on LoRATune-v0, in the conventions of rl-baselines3-zoo.
+
+    python train_agent.py --algo ppo --env LoRATune-v0 -n 2048 -P \\
+        --env-kwargs config:"'envs_configs/tiny.yaml'" -f logs
+
+Hyperparameters come from ``-conf`` (default ``envs_configs/<algo>.yml``, keyed by env id) and
+``-params k:v`` overrides. Evaluation runs on the held-out *test* tasks unless
+``--eval-env-kwargs task_split:"'train'"``. A run writes ``<log folder>/<algo>/<env>_<N>/``:
+``<env>.zip`` (final model), ``best_model.zip``, ``evaluations.npz``, ``vecnormalize.pkl``,
+``0.monitor.csv``, checkpoints ``rl_model_<steps>_steps.zip`` and ``<env>/{args,config,
+env_config}.yml``; TensorBoard logs go to ``-tb``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+import yaml
+
+import lora_gym  # noqa: F401 - registers the env ids
+from agents.algos import ALGOS
+from agents.zoo_args import StoreDict
+
+SPECIAL_KEYS = ("n_timesteps", "policy", "n_envs", "normalize")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The rl-zoo flags this script supports."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--algo", default="ppo", choices=sorted(ALGOS), help="RL algorithm")
+    p.add_argument("--env", default="LoRATune-v0", help="environment id")
+    p.add_argument("-n", "--n-timesteps", type=int, default=-1,
+                   help="timesteps (env steps) to train; -1 uses the hyperparameter file's")
+    p.add_argument("-conf", "--conf-file", default=None,
+                   help="hyperparameter YAML keyed by env id (default envs_configs/<algo>.yml)")
+    p.add_argument("-params", "--hyperparams", nargs="+", action=StoreDict, default={},
+                   help="overwrite hyperparameters, e.g. n_steps:32 learning_rate:1e-3")
+    p.add_argument("--env-kwargs", nargs="+", action=StoreDict, default={},
+                   help="env keyword arguments, e.g. config:\"'envs_configs/tiny.yaml'\"")
+    p.add_argument("--eval-env-kwargs", nargs="+", action=StoreDict, default={},
+                   help="eval env keyword arguments on top of --env-kwargs "
+                        "(default adds task_split:'test')")
+    p.add_argument("--eval-freq", type=int, default=1024,
+                   help="evaluate every n steps (per env); -1 disables evaluation")
+    p.add_argument("--eval-episodes", type=int, default=5, help="episodes per evaluation")
+    p.add_argument("--save-freq", type=int, default=-1,
+                   help="save a checkpoint every n steps (per env); -1 disables")
+    p.add_argument("-tb", "--tensorboard-log", default="", help="TensorBoard log folder")
+    p.add_argument("-f", "--log-folder", default="logs", help="log folder")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--n-envs", type=int, default=0, help="parallel envs (0: hyperparameter file)")
+    p.add_argument("--vec-env", default="dummy", choices=("dummy", "subproc"), help="VecEnv type")
+    p.add_argument("-i", "--trained-agent", default="", help="zip of an agent to continue training")
+    p.add_argument("-P", "--progress", action="store_true", help="show SB3's progress bar")
+    p.add_argument("--verbose", type=int, default=1, help="SB3 verbosity")
+    return p.parse_args(argv)
+
+
+def load_hyperparams(args: argparse.Namespace) -> dict:
+    """The env's section of the hyperparameter file, with ``-params`` overrides."""
+    path = Path(args.conf_file or Path(__file__).parent / "envs_configs" / f"{args.algo}.yml")
+    table = yaml.safe_load(path.read_text())
+    if args.env not in table:
+        raise SystemExit(f"{path}: no hyperparameters for env {args.env!r}; has {sorted(table)}")
+    return {**table[args.env], **args.hyperparams}
+
+
+def next_run_dir(log_folder: str, algo: str, env_id: str) -> Path:
+    """``<log folder>/<algo>/<env>_<N>`` with N one more than the largest existing."""
+    root = Path(log_folder) / algo
+    ids = [int(p.name.rsplit("_", 1)[1]) for p in root.glob(f"{env_id}_*")
+           if p.name.rsplit("_", 1)[1].isdigit()]
+    return root / f"{env_id}_{max(ids, default=0) + 1}"
+
+
+def make_env(args, env_kwargs: dict, n_envs: int, normalize, seed: int, monitor_dir, training):
+    """A (normalised) VecEnv of the env id."""
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecNormalize
+
+    vec_cls = SubprocVecEnv if args.vec_env == "subproc" else DummyVecEnv
+    env_kwargs = {"render_mode": None, **env_kwargs}  # SB3 would ask for "rgb_array"
+    env = make_vec_env(args.env, n_envs=n_envs, seed=seed, env_kwargs=env_kwargs,
+                       monitor_dir=monitor_dir, vec_env_cls=vec_cls,
+                       monitor_kwargs={"info_keywords": ("task",)})
+    if normalize:
+        kwargs = normalize if isinstance(normalize, dict) else {}
+        env = VecNormalize(env, training=training, **{"norm_reward": False, **kwargs})
+        if not training:
+            env.norm_reward = False
+    return env
+
+
+def main(argv: list[str] | None = None) -> Path:
+    """Train, evaluate and save; returns the run folder."""
+    from stable_baselines3.common.callbacks import CheckpointCallback, EvalCallback
+    from stable_baselines3.common.utils import set_random_seed
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    from agents.callbacks import LoRAInfoCallback
+
+    args = parse_args(argv)
+    set_random_seed(args.seed)
+    hyperparams = load_hyperparams(args)
+    n_timesteps = args.n_timesteps if args.n_timesteps > 0 else int(hyperparams["n_timesteps"])
+    n_envs = args.n_envs or int(hyperparams.get("n_envs", 1))
+    normalize = hyperparams.get("normalize", False)
+    policy = hyperparams.get("policy", "MlpPolicy")
+    algo_kwargs = {k: v for k, v in hyperparams.items() if k not in SPECIAL_KEYS}
+    os.environ["LORA_GYM_N_ENVS"] = str(n_envs)  # each env process takes its share of the cores
+
+    run_dir = next_run_dir(args.log_folder, args.algo, args.env)
+    params_dir = run_dir / args.env
+    params_dir.mkdir(parents=True)
+    env = make_env(args, args.env_kwargs, n_envs, normalize, args.seed, str(run_dir), True)
+    (params_dir / "args.yml").write_text(yaml.safe_dump(vars(args), sort_keys=True))
+    (params_dir / "config.yml").write_text(yaml.safe_dump(hyperparams, sort_keys=True))
+    env_config = env.get_attr("config", indices=0)[0]
+    (params_dir / "env_config.yml").write_text(yaml.safe_dump(env_config.to_dict()))
+
+    callbacks = [LoRAInfoCallback()]
+    if args.save_freq > 0:
+        callbacks.append(CheckpointCallback(args.save_freq, str(run_dir), "rl_model",
+                                            save_vecnormalize=bool(normalize)))
+    if args.eval_freq > 0:
+        eval_kwargs = {**args.env_kwargs, "task_split": "test", **args.eval_env_kwargs}
+        eval_env = make_env(args, eval_kwargs, 1, normalize, args.seed + 1000, None, False)
+        callbacks.append(EvalCallback(eval_env, n_eval_episodes=args.eval_episodes,
+                                      eval_freq=args.eval_freq, log_path=str(run_dir),
+                                      best_model_save_path=str(run_dir), deterministic=True))
+
+    algo = ALGOS[args.algo]
+    tb = args.tensorboard_log or None
+    if args.trained_agent:
+        stats = Path(args.trained_agent).parent / "vecnormalize.pkl"
+        if normalize and stats.is_file():
+            env = VecNormalize.load(str(stats), env.venv)
+        model = algo.load(args.trained_agent, env=env, tensorboard_log=tb, device="cpu")
+    else:
+        model = algo(policy, env, seed=args.seed, tensorboard_log=tb, verbose=args.verbose,
+                     device="cpu", **algo_kwargs)
+    try:
+        model.learn(n_timesteps, callback=callbacks, progress_bar=args.progress,
+                    tb_log_name=run_dir.name, reset_num_timesteps=not args.trained_agent)
+    finally:  # an interrupted run still saves what it learned
+        model.save(run_dir / f"{args.env}.zip")
+        if isinstance(env, VecNormalize):
+            env.save(str(run_dir / "vecnormalize.pkl"))
+        env.close()
+    print(f"Saving to {run_dir}")
+    return run_dir
+
+
+if __name__ == "__main__":
+    main()
