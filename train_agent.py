@@ -1,4 +1,4 @@
-"""Train a Stable-Baselines3 agent on LoRATune-v0, in the conventions of rl-baselines3-zoo.
+r"""Train a Stable-Baselines3 agent on LoRATune-v0, in the conventions of rl-baselines3-zoo.
 
     python train_agent.py --algo ppo --env LoRATune-v0 -n 2048 -P \\
         --env-kwargs config:"'envs_configs/tiny.yaml'" -f logs

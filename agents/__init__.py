@@ -1,0 +1,1 @@
+"""Baselines, evaluation and comparison of LoRA-tuning policies (RL agents and classic HPO)."""

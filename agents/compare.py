@@ -35,7 +35,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--methods", nargs="+", default=list(METHODS),
                    help=f"baselines among {list(METHODS)}")
     p.add_argument("--agent", nargs="*", default=[], metavar="NAME=PATH",
-                   help="trained SB3 agents to score, e.g. ppo=logs/ppo/LoRATune-v0_1/best_model.zip")
+                   help="trained SB3 agents, e.g. ppo=logs/ppo/LoRATune-v0_1/best_model.zip")
     p.add_argument("--algo", default="ppo", help="algorithm of the --agent zips")
     p.add_argument("--split", default="test", choices=("train", "test", "all"),
                    help="task split to evaluate on (default: the held-out test tasks)")

@@ -54,8 +54,10 @@ def run_episode(env, policy, task: str, seed: int, method: str | None = None) ->
 
 def evaluate(env, policies: dict[str, Any], tasks: list[str], seeds: list[int],
              progress: bool = True) -> list[EpisodeResult]:
-    """Run every policy on every (task, seed) pair; the same seeds give every policy the same
-    episode seed, head initialisation and batch order."""
+    """Run every policy on every (task, seed) pair.
+
+    The same seeds give every policy the same episode seed, head initialisation and batch order.
+    """
     jobs = [(m, t, s) for m in policies for t in tasks for s in seeds]
     results = []
     for method, task, seed in tqdm(jobs, desc="evaluate", disable=not progress):

@@ -21,8 +21,11 @@ def bootstrap_ci(values: np.ndarray, n_boot: int = 2000, seed: int = 0) -> tuple
 
 
 def normalised_regret(result: EpisodeResult, grid: dict[str, np.ndarray]) -> float:
-    """(oracle return - return) / (oracle return - worst fixed-action return) on the result's task:
-    0 = as good as the best fixed action, 1 = as bad as the worst."""
+    """Regret of an episode normalised by the spread of the fixed actions on its task.
+
+    ``(best fixed return - return) / (best fixed return - worst fixed return)``: 0 is as good
+    as the best fixed action (the oracle), 1 as bad as the worst.
+    """
     best, worst = float(grid[result.task].max()), float(grid[result.task].min())
     return (best - result.episode_return) / max(best - worst, 1e-9)
 
@@ -63,7 +66,8 @@ def markdown_table(summary: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
-def plot(results: list[EpisodeResult], summary: dict[str, dict[str, float]], out: Path) -> list[Path]:
+def plot(results: list[EpisodeResult], summary: dict[str, dict[str, float]], out: Path
+         ) -> list[Path]:
     """Per-method return bars, accuracy vs cumulative cost, and rank/lr trajectories."""
     import matplotlib
 

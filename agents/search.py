@@ -1,4 +1,4 @@
-"""Search-based baselines: per-task oracle, best static transfer, Optuna TPE over action sequences."""
+"""Search-based baselines: per-task oracle, best static transfer, Optuna TPE over sequences."""
 
 from __future__ import annotations
 
@@ -11,8 +11,11 @@ from agents.evaluate import fixed_action_returns, run_episode
 
 def oracle(env, tasks: list[str], seeds: list[int], progress: bool = True
            ) -> tuple[TaskTablePolicy, dict[str, np.ndarray]]:
-    """Per task, the best fixed action found by exhaustive search on that task (an upper bound
-    among fixed actions when `seeds` are the evaluation seeds). Also returns the grid's returns."""
+    """Per task, the best fixed action found by exhaustive search on that task.
+
+    An upper bound among fixed actions when `seeds` are the evaluation seeds. Also returns the
+    grid search's mean return of every action on every task.
+    """
     grid = fixed_action_returns(env, tasks, seeds, progress)
     return TaskTablePolicy({t: int(np.argmax(r)) for t, r in grid.items()}, "oracle"), grid
 
