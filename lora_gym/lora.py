@@ -1,9 +1,11 @@
 """Weight-preserving LoRA rank changes on PEFT LoRA layers (grow with zero B, shrink by SVD).
 
-For a PEFT ``LoraLayer`` the update is ``ΔW = s · B @ A`` with ``s = alpha / r``.
+For a PEFT ``LoraLayer`` the update is ``ΔW = s · B @ A``; the scaling ``s`` follows an alpha
+policy (`ALPHA_POLICIES`): ``fixed`` s = alpha / r (PEFT's default), ``rslora`` s = alpha / √r,
+``2r`` alpha = 2r so s = 2 at every rank.
 
-* **Grow** r -> r' > r: ``A' = [A; A_new]`` (new rows initialised like PEFT's default,
-  Kaiming-uniform), ``B' = [B, 0] · s / s'`` so that ``s' · B' @ A' == s · B @ A`` exactly.
+* **Grow** r -> r' > r: ``A' = [A; A_new]`` (new rows drawn with the init strategy, see
+  `INIT_STRATEGIES`), ``B' = [B, 0] · s / s'`` so that ``s' · B' @ A' == s · B @ A`` exactly.
 * **Shrink** r -> r'' <= r: ``s · B @ A = U Σ Vᵀ`` (truncated SVD), ``B'' = U_r'' √(Σ_r''/s'')``,
   ``A'' = √(Σ_r''/s'') V_r''ᵀ``, so ``s'' · B'' @ A'' = U_r'' Σ_r'' V_r''ᵀ``: ΔW loses only the
   dropped singular values (none when r'' = r).
@@ -17,6 +19,23 @@ import torch
 from torch import nn
 
 ADAPTER = "default"
+INIT_STRATEGIES = ("kaiming", "gaussian", "orthogonal")
+"""How A (and new rows of A) is drawn; B starts at zero in every case, so ΔW starts at 0.
+``kaiming``: PEFT's default Kaiming-uniform (a = √5); ``gaussian``: N(0, 1/r²) like PEFT's
+``init_lora_weights="gaussian"``; ``orthogonal``: orthonormal rows (scaled to Kaiming's norm),
+new rows orthogonal to the existing ones when the rank grows."""
+ALPHA_POLICIES = ("fixed", "rslora", "2r")
+
+
+def scaling(rank: int, alpha: float, policy: str = "fixed") -> float:
+    """The LoRA scaling s of a rank under an alpha policy (see the module docstring)."""
+    if policy == "fixed":
+        return alpha / rank
+    if policy == "rslora":
+        return alpha / math.sqrt(rank)
+    if policy == "2r":
+        return 2.0
+    raise ValueError(f"alpha policy must be one of {list(ALPHA_POLICIES)}, got {policy!r}")
 
 
 def lora_layers(model: nn.Module) -> list[nn.Module]:
@@ -33,39 +52,65 @@ def delta_weight(layer: nn.Module) -> torch.Tensor:
     return layer.scaling[ADAPTER] * (b @ a)
 
 
-def _set_weights(layer: nn.Module, a: torch.Tensor, b: torch.Tensor, alpha: float) -> None:
+def _set_weights(layer: nn.Module, a: torch.Tensor, b: torch.Tensor, alpha: float,
+                 policy: str) -> None:
     rank = a.shape[0]
     lin_a, lin_b = layer.lora_A[ADAPTER], layer.lora_B[ADAPTER]
     lin_a.weight = nn.Parameter(a.contiguous(), requires_grad=True)
     lin_b.weight = nn.Parameter(b.contiguous(), requires_grad=True)
     lin_a.out_features = lin_b.in_features = rank
     layer.r[ADAPTER] = rank
-    layer.lora_alpha[ADAPTER] = alpha
-    layer.scaling[ADAPTER] = alpha / rank
+    layer.lora_alpha[ADAPTER] = 2.0 * rank if policy == "2r" else alpha
+    layer.scaling[ADAPTER] = scaling(rank, alpha, policy)
+    layer.use_rslora[ADAPTER] = policy == "rslora"
 
 
-def init_a(rank: int, in_features: int, generator: torch.Generator) -> torch.Tensor:
-    """PEFT's default A initialisation (Kaiming-uniform with a = √5), drawn from `generator`."""
+def init_a(rank: int, in_features: int, generator: torch.Generator, init: str = "kaiming",
+           existing: torch.Tensor | None = None) -> torch.Tensor:
+    """Draw `rank` new rows of A from `generator` with an init strategy (`INIT_STRATEGIES`).
+
+    Args:
+        rank: rows to draw.
+        in_features: columns of A.
+        generator: the seeded source of randomness.
+        init: the strategy.
+        existing: rows A already has (``orthogonal`` makes the new rows orthogonal to them).
+    """
     a = torch.empty(rank, in_features)
     nn.init.kaiming_uniform_(a, a=math.sqrt(5), generator=generator)
-    return a
+    if init == "kaiming":
+        return a
+    if init == "gaussian":
+        total = rank + (0 if existing is None else existing.shape[0])
+        return torch.randn(rank, in_features, generator=generator) / total
+    if init == "orthogonal":
+        norm = a.norm(dim=1).mean()
+        basis = a.T if existing is None else torch.cat([existing.T, a.T], dim=1)
+        q, _ = torch.linalg.qr(basis.double())  # Gram-Schmidt: later columns ⟂ earlier ones
+        return (q[:, -rank:].T * norm).float()
+    raise ValueError(f"`init` must be one of {list(INIT_STRATEGIES)}, got {init!r}")
 
 
-def reset_layer(layer: nn.Module, rank: int, alpha: float, generator: torch.Generator) -> None:
-    """A fresh adapter: random A, zero B (ΔW = 0)."""
+def reset_layer(layer: nn.Module, rank: int, alpha: float, generator: torch.Generator,
+                init: str = "kaiming", alpha_policy: str = "fixed") -> None:
+    """Give a layer a fresh adapter: random A, zero B (ΔW = 0)."""
     in_f = layer.lora_A[ADAPTER].in_features
     out_f = layer.lora_B[ADAPTER].out_features
-    _set_weights(layer, init_a(rank, in_f, generator), torch.zeros(out_f, rank), alpha)
+    _set_weights(layer, init_a(rank, in_f, generator, init), torch.zeros(out_f, rank), alpha,
+                 alpha_policy)
 
 
 @torch.no_grad()
-def resize_layer(layer: nn.Module, rank: int, alpha: float, generator: torch.Generator) -> None:
+def resize_layer(layer: nn.Module, rank: int, alpha: float, generator: torch.Generator,
+                 init: str = "kaiming", alpha_policy: str = "fixed") -> None:
     """Change a LoRA layer's rank keeping ΔW (grow: exactly; shrink: best rank-r approximation)."""
     a = layer.lora_A[ADAPTER].weight.detach()
     b = layer.lora_B[ADAPTER].weight.detach()
-    old_rank, old_scale, new_scale = a.shape[0], layer.scaling[ADAPTER], alpha / rank
+    old_rank, old_scale = a.shape[0], layer.scaling[ADAPTER]
+    new_scale = scaling(rank, alpha, alpha_policy)
     if rank > old_rank:
-        a_new = torch.cat([a, init_a(rank - old_rank, a.shape[1], generator)], dim=0)
+        new_rows = init_a(rank - old_rank, a.shape[1], generator, init, existing=a)
+        a_new = torch.cat([a, new_rows], dim=0)
         b_new = torch.cat([b * (old_scale / new_scale), b.new_zeros(b.shape[0], rank - old_rank)],
                           dim=1)
     else:
@@ -73,19 +118,21 @@ def resize_layer(layer: nn.Module, rank: int, alpha: float, generator: torch.Gen
         root = (s[:rank] / new_scale).sqrt()  # split Σ/s'' evenly between B and A
         b_new = (u[:, :rank] * root).float()
         a_new = (root[:, None] * vh[:rank]).float()
-    _set_weights(layer, a_new, b_new, alpha)
+    _set_weights(layer, a_new, b_new, alpha, alpha_policy)
 
 
-def reset_adapter(model: nn.Module, rank: int, alpha: float, generator: torch.Generator) -> None:
+def reset_adapter(model: nn.Module, rank: int, alpha: float, generator: torch.Generator,
+                  init: str = "kaiming", alpha_policy: str = "fixed") -> None:
     """Reset every LoRA layer of `model` to a fresh adapter of `rank`."""
     for layer in lora_layers(model):
-        reset_layer(layer, rank, alpha, generator)
+        reset_layer(layer, rank, alpha, generator, init, alpha_policy)
 
 
-def resize_adapter(model: nn.Module, rank: int, alpha: float, generator: torch.Generator) -> None:
+def resize_adapter(model: nn.Module, rank: int, alpha: float, generator: torch.Generator,
+                   init: str = "kaiming", alpha_policy: str = "fixed") -> None:
     """Resize every LoRA layer of `model` to `rank`, keeping what it has learned."""
     for layer in lora_layers(model):
-        resize_layer(layer, rank, alpha, generator)
+        resize_layer(layer, rank, alpha, generator, init, alpha_policy)
 
 
 def current_rank(model: nn.Module) -> int:

@@ -78,3 +78,39 @@ def test_reset_gives_zero_update():
     for layer in lora.lora_layers(model):
         assert torch.all(lora.delta_weight(layer) == 0)
         assert layer.lora_A[lora.ADAPTER].weight.requires_grad
+
+
+@pytest.mark.parametrize("init", lora.INIT_STRATEGIES)
+@pytest.mark.parametrize("policy", lora.ALPHA_POLICIES)
+def test_grow_and_shrink_keep_delta_w_under_every_init_and_alpha_policy(init, policy):
+    model, gen = tiny_lora_model(rank=2)
+    lora.resize_adapter(model, 2, 16.0, gen, init, policy)  # adopt the policy's scaling
+    before = logits(model)
+    lora.resize_adapter(model, 6, 16.0, gen, init, policy)
+    torch.testing.assert_close(logits(model), before, atol=1e-5, rtol=0)
+    layer = lora.lora_layers(model)[0]
+    assert layer.scaling[lora.ADAPTER] == pytest.approx(lora.scaling(6, 16.0, policy))
+    lora.resize_adapter(model, 2, 16.0, gen, init, policy)  # back to rank 2: ΔW had rank 2
+    torch.testing.assert_close(logits(model), before, atol=1e-5, rtol=0)
+
+
+def test_alpha_policies():
+    assert lora.scaling(4, 16.0, "fixed") == 4.0
+    assert lora.scaling(4, 16.0, "rslora") == 8.0
+    assert lora.scaling(4, 16.0, "2r") == lora.scaling(64, 16.0, "2r") == 2.0
+    with pytest.raises(ValueError, match=r"alpha policy must be one of \['fixed'"):
+        lora.scaling(4, 16.0, "sqrt")
+
+
+def test_orthogonal_init_rows_are_orthogonal_also_after_growth():
+    gen = torch.Generator().manual_seed(0)
+    a = lora.init_a(3, 32, gen, "orthogonal")
+    grown = torch.cat([a, lora.init_a(4, 32, gen, "orthogonal", existing=a)])
+    gram = grown @ grown.T
+    off_diagonal = gram - torch.diag(torch.diag(gram))
+    assert off_diagonal.abs().max() < 1e-5
+
+
+def test_unknown_init_is_rejected():
+    with pytest.raises(ValueError, match=r"`init` must be one of \['kaiming', 'gaussian'"):
+        lora.init_a(2, 8, torch.Generator(), "xavier")
