@@ -210,6 +210,17 @@ class LoRATuningEnv(gym.Env):
         return (f"task={self.task.name} t={self._t} rank={self._rank} lr={self._lr} "
                 f"acc={m.accuracy:.3f} f1={m.f1:.3f} loss={m.val_loss:.3f} cost={self._cost:.2f}")
 
+    def save_adapter(self, path) -> Any:
+        """Write the current adapter and head as a standard PEFT adapter folder.
+
+        It loads back with ``PeftModel.from_pretrained`` (see `lora_gym.export`).
+        """
+        from lora_gym.export import export_adapter
+
+        assert self._t is not None, "call reset() before save_adapter()"
+        return export_adapter(self.session.net, self.config.model, self.task,
+                              list(self.config.target_modules), self.config.max_length, path)
+
     # -- helpers -----------------------------------------------------------------------------------
     def _observation(self) -> np.ndarray:
         m = self._metrics
