@@ -63,7 +63,11 @@ class EnvConfig:
     divergence_penalty: float = 1.0
     """Reward is ``-divergence_penalty`` when a fine-tune diverges (non-finite loss)."""
     torch_threads: int = 0
-    """Torch intra-op threads for this env's process; 0 lets torch use all cores."""
+    """Torch intra-op threads for this env's process; 0 means auto: the machine's cores divided
+    by ``$LORA_GYM_N_ENVS`` (env processes sharing it, default 1), at least 1."""
+    prefix_cache: bool = True
+    """With ``lora_layers: top-<k>``, run the frozen lower layers once per task and train and
+    evaluate only the top k (same results up to float rounding; BERT-style models only)."""
     report_wall_time: bool = False
     """Put ``wall_time_s`` into ``info``. Off by default: infos are part of the seeded-determinism
     contract that Gymnasium's ``check_env`` verifies, and wall time is never reproducible."""

@@ -10,12 +10,27 @@ Conventions:
   dropout is 0, so a training step is a deterministic function of the batch and the weights.
 * Optimizer (AdamW): when the rank changes, the moments of the resized LoRA tensors are reset
   (the tensors are new); the head's moments are carried over.
+
+Speed (none of it changes what is computed, beyond float rounding):
+* token ids come from a disk cache, batches are padded to their longest example
+  (`lora_gym.encoding`); evaluation runs in inference mode on length-sorted batches;
+* with ``lora_layers: top-<k>`` and ``prefix_cache`` (BERT-style models), the frozen lower layers
+  run once per task and training and evaluation run only the top k layers
+  (`lora_gym.prefix_cache`);
+* the untrained model's pooled validation outputs are cached per task: a fresh adapter has
+  B = 0, so the untrained model is the frozen base, whatever the episode's seed; only the fresh
+  head (which depends on the seed) is applied to them at every reset;
+* ``torch_threads: 0`` gives each of ``$LORA_GYM_N_ENVS`` (default 1) processes an equal share
+  of the cores (`resolve_threads`).
 """
 
 from __future__ import annotations
 
 import copy
 import math
+import os
+import re
+import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -23,9 +38,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.profiler import record_function
 
-from lora_gym import lora
+from lora_gym import lora, prefix_cache
 from lora_gym.config import EnvConfig
+from lora_gym.encoding import EncodedSplit, collate, encode, encode_task, task_fingerprint
+from lora_gym.errors import ConfigError, LoRAGymWarning
 from lora_gym.metrics import Metrics, classification_metrics
 from lora_gym.models import load_base
 from lora_gym.spaces import TaskFeatures
@@ -33,18 +51,11 @@ from lora_gym.spaces import TaskFeatures
 if TYPE_CHECKING:
     from lora_gym.tasks import TaskData
 
+__all__ = ["EncodedSplit", "FineTuneSession", "SegmentResult", "collate", "encode",
+           "resolve_threads"]
 
-@dataclass(frozen=True)
-class EncodedSplit:
-    """Token ids of a split, unpadded, with labels."""
-
-    ids: tuple[np.ndarray, ...]
-    labels: np.ndarray
-
-    @property
-    def lengths(self) -> np.ndarray:
-        """Token count of every example."""
-        return np.array([len(x) for x in self.ids])
+N_ENVS_ENV = "LORA_GYM_N_ENVS"
+"""Environment variable: how many env processes share this machine's cores (for threads: 0)."""
 
 
 @dataclass(frozen=True)
@@ -57,23 +68,27 @@ class SegmentResult:
     diverged: bool
 
 
-def encode(texts: tuple[str, ...], labels: np.ndarray, tokenizer, max_length: int) -> EncodedSplit:
-    """Tokenise once, truncating to `max_length`, without padding."""
-    ids = tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
-    return EncodedSplit(tuple(np.asarray(x, dtype=np.int64) for x in ids), labels)
+def available_cpus() -> int:
+    """CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
-def collate(split: EncodedSplit, idx: np.ndarray, pad_id: int
-            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Pad the examples `idx` to the longest of them: ``(input_ids, attention_mask, labels)``."""
-    width = max(len(split.ids[i]) for i in idx)
-    ids = np.full((len(idx), width), pad_id, dtype=np.int64)
-    mask = np.zeros((len(idx), width), dtype=np.int64)
-    for row, i in enumerate(idx):
-        n = len(split.ids[i])
-        ids[row, :n] = split.ids[i]
-        mask[row, :n] = 1
-    return torch.from_numpy(ids), torch.from_numpy(mask), torch.from_numpy(split.labels[idx])
+def resolve_threads(setting: int) -> int:
+    """Torch intra-op threads for ``torch_threads = setting``.
+
+    A positive setting is used as is; 0 means auto: ``max(1, cores // n)``, where n is
+    ``$LORA_GYM_N_ENVS`` (set by launchers of n env processes) or 1.
+    """
+    if setting > 0:
+        return setting
+    raw = os.environ.get(N_ENVS_ENV, "1")
+    n = int(raw) if raw.strip().isdigit() else 0
+    if n < 1:
+        raise ConfigError(f"`{N_ENVS_ENV}` must be an integer >= 1, got {raw!r}")
+    return max(1, available_cpus() // n)
 
 
 class FineTuneSession:
@@ -82,8 +97,7 @@ class FineTuneSession:
     def __init__(self, config: EnvConfig) -> None:
         from peft import LoraConfig, get_peft_model
 
-        if config.torch_threads:
-            torch.set_num_threads(config.torch_threads)
+        torch.set_num_threads(resolve_threads(config.torch_threads))
         self.config = config
         base, self.tokenizer = load_base(config.model)
         net = copy.deepcopy(base)
@@ -96,7 +110,13 @@ class FineTuneSession:
         if not lora.lora_layers(net):
             raise ValueError(f"`target_modules` {list(config.target_modules)} match no linear "
                              f"module of model {config.model!r}")
+        self._bert_like = prefix_cache.supports(net)
+        self.prefix_layer = self._prefix_layer(net)
+        """First layer run on cached activations (``None``: every layer runs)."""
+        self._prefix = prefix_cache.PrefixCache() if self.prefix_layer is not None else None
+        self._states: dict[str, prefix_cache.PrefixStates] | None = None
         self._encoded: dict[str, tuple[EncodedSplit, EncodedSplit]] = {}
+        self._untrained: dict[str, torch.Tensor] = {}  # task key -> pooled val outputs of the base
         self.task: TaskData | None = None
         self.features: TaskFeatures | None = None
 
@@ -109,11 +129,29 @@ class FineTuneSession:
             raise ValueError(f"`lora_layers` top-{k} exceeds the model's {n} layers")
         return list(range(n - k, n))
 
+    def _prefix_layer(self, net: nn.Module) -> int | None:
+        k = self.config.top_layers
+        if not self.config.prefix_cache or k is None or k >= net.config.num_hidden_layers:
+            return None
+        if not self._bert_like:
+            warnings.warn(f"`prefix_cache` needs a BERT-style model (bert.encoder.layer, pooler); "
+                          f"model {self.config.model!r} runs every layer", LoRAGymWarning,
+                          stacklevel=3)
+            return None
+        first = net.config.num_hidden_layers - k
+        for name, _ in net.named_modules():  # the cache is only valid if nothing below is trained
+            found = re.search(r"\.layer\.(\d+)\..*lora_", name)
+            assert found is None or int(found.group(1)) >= first, f"LoRA below layer {first}"
+        return first
+
     # -- episode -----------------------------------------------------------------------------
     def start(self, task: TaskData, seed: int) -> Metrics:
-        """Begin an episode on `task`: fresh head and adapter (smallest rank), evaluate untrained."""
+        """Begin an episode on `task`: fresh head and adapter (smallest rank); evaluate it."""
         self.task = task
-        self.train_split, self.val_split = self._encode(task)
+        key = task_fingerprint(task)
+        self.train_split, self.val_split = self._encode(task, key)
+        if self._prefix is not None:
+            self._states = self._prefix.get(key, self._compute_prefix)
         self._generator = torch.Generator().manual_seed(seed)
         self._rng = np.random.default_rng(seed)
         self._order = np.empty(0, dtype=np.int64)
@@ -128,16 +166,20 @@ class FineTuneSession:
                            self._generator)
         self.rank = self.config.ranks[0]
         self.optimizer = self._new_optimizer(carry_from=None)
-        metrics = self.evaluate()
+        metrics = self._evaluate(math.nan, untrained_key=key)
         self.features = self._features(task, metrics.accuracy)
         return metrics
 
-    def _encode(self, task: TaskData) -> tuple[EncodedSplit, EncodedSplit]:
-        if task.name not in self._encoded:
-            args = (self.tokenizer, self.config.max_length)
-            self._encoded[task.name] = (encode(task.train_texts, task.train_labels, *args),
-                                        encode(task.val_texts, task.val_labels, *args))
-        return self._encoded[task.name]
+    def _encode(self, task: TaskData, key: str) -> tuple[EncodedSplit, EncodedSplit]:
+        if key not in self._encoded:
+            self._encoded[key] = encode_task(task, self.tokenizer, self.config.max_length,
+                                             task_key=key)
+        return self._encoded[key]
+
+    def _compute_prefix(self) -> dict[str, prefix_cache.PrefixStates]:
+        args = (self.tokenizer.pad_token_id, self.prefix_layer, self.config.eval_batch_size)
+        return {"train": prefix_cache.compute_prefix(self.net, self.train_split, *args),
+                "val": prefix_cache.compute_prefix(self.net, self.val_split, *args)}
 
     def _features(self, task: TaskData, untrained_accuracy: float) -> TaskFeatures:
         counts = np.bincount(task.train_labels, minlength=task.num_classes)
@@ -148,6 +190,31 @@ class FineTuneSession:
                             label_entropy=entropy, mean_length=float(lengths.mean()),
                             p90_length=float(np.percentile(lengths, 90)),
                             untrained_accuracy=untrained_accuracy)
+
+    # -- forward passes --------------------------------------------------------------------------
+    def logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Classifier logits of a padded batch (the full model, every layer)."""
+        return self.net(input_ids=input_ids, attention_mask=attention_mask).logits
+
+    def _head(self, pooled: torch.Tensor) -> torch.Tensor:
+        return self.net.classifier(self.net.dropout(pooled))
+
+    def _outputs(self, which: str, idx: np.ndarray, pooled: bool
+                 ) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """``(outputs, labels, tokens)`` of examples `idx` of split `which` ("train" or "val").
+
+        Outputs are the pooled features if `pooled` (BERT-style models only), else the logits.
+        """
+        if self._states is not None:
+            hidden, mask, labels = self._states[which].batch(idx)
+            out = prefix_cache.top_pooled(self.net, hidden, mask, self.prefix_layer)
+            return (out if pooled else self._head(out)), labels, mask.numel()
+        split = self.train_split if which == "train" else self.val_split
+        ids, mask, labels = collate(split, idx, self.tokenizer.pad_token_id)
+        if not self._bert_like:
+            return self.logits(ids, mask), labels, ids.numel()
+        out = prefix_cache.top_pooled(self.net, self.net.bert.embeddings(input_ids=ids), mask, 0)
+        return (out if pooled else self._head(out)), labels, ids.numel()
 
     # -- training ------------------------------------------------------------------------------
     def _new_optimizer(self, carry_from: torch.optim.Optimizer | None) -> torch.optim.Optimizer:
@@ -176,42 +243,56 @@ class FineTuneSession:
         batch, self._order = self._order[:size], self._order[size:]
         return batch
 
-    def logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Classifier logits of a padded batch."""
-        return self.net(input_ids=input_ids, attention_mask=attention_mask).logits
-
     def train(self, rank: int, lr: float, steps: int) -> SegmentResult:
         """Resize to `rank`, then train `steps` optimizer steps at learning rate `lr`."""
         self.set_rank(rank)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         params = [p for g in self.optimizer.param_groups for p in g["params"]]
-        pad_id = self.tokenizer.pad_token_id
         losses, tokens = [], 0
         for _ in range(steps):
-            ids, mask, labels = collate(self.train_split, self._next_batch(), pad_id)
-            tokens += ids.numel()
-            loss = F.cross_entropy(self.logits(ids, mask), labels)
+            with record_function("lora_gym.forward"):
+                logits, labels, n_tokens = self._outputs("train", self._next_batch(), False)
+                loss = F.cross_entropy(logits, labels)
+            tokens += n_tokens
             if not torch.isfinite(loss):
                 return SegmentResult(math.nan, tokens, diverged=True)
-            loss.backward()
-            if self.config.max_grad_norm:
-                torch.nn.utils.clip_grad_norm_(params, self.config.max_grad_norm)
-            self.optimizer.step()
-            self.optimizer.zero_grad(set_to_none=True)
+            with record_function("lora_gym.backward"):
+                loss.backward()
+            with record_function("lora_gym.optimizer"):
+                if self.config.max_grad_norm:
+                    torch.nn.utils.clip_grad_norm_(params, self.config.max_grad_norm)
+                self.optimizer.step()
+                self.optimizer.zero_grad(set_to_none=True)
             losses.append(loss.item())
         return SegmentResult(float(np.mean(losses)), tokens, diverged=False)
 
     # -- evaluation ----------------------------------------------------------------------------
-    @torch.inference_mode()
     def evaluate(self, train_loss: float = math.nan) -> Metrics:
         """Accuracy, macro-F1 and loss on the task's fixed validation subset."""
-        split = self.val_split
-        order = np.argsort(split.lengths, kind="stable")  # similar lengths -> little padding
-        logits = np.empty((len(order), self.task.num_classes), dtype=np.float32)
-        pad_id = self.tokenizer.pad_token_id
+        return self._evaluate(train_loss, untrained_key=None)
+
+    @torch.inference_mode()
+    def _evaluate(self, train_loss: float, untrained_key: str | None) -> Metrics:
+        """Evaluate; with `untrained_key` (a fresh adapter) reuse the task's cached base outputs."""
+        outputs = self._untrained.get(untrained_key) if untrained_key else None
+        if outputs is None:
+            with record_function("lora_gym.forward"):
+                outputs = self._val_outputs(pooled=self._bert_like)
+            if untrained_key and self._bert_like:
+                self._untrained[untrained_key] = outputs
+        logits = self._head(outputs) if self._bert_like else outputs
+        return classification_metrics(logits.float().numpy(), self.val_split.labels,
+                                      self.task.num_classes, train_loss)
+
+    def _val_outputs(self, pooled: bool) -> torch.Tensor:
+        """Pooled features (or logits) of every validation example, in example order."""
+        order = np.argsort(self.val_split.lengths, kind="stable")  # similar lengths together
+        parts = []
         for start in range(0, len(order), self.config.eval_batch_size):
             idx = order[start:start + self.config.eval_batch_size]
-            ids, mask, _ = collate(split, idx, pad_id)
-            logits[idx] = self.logits(ids, mask).float().numpy()
-        return classification_metrics(logits, split.labels, self.task.num_classes, train_loss)
+            parts.append(self._outputs("val", idx, pooled)[0])
+        by_length = torch.cat(parts)
+        out = torch.empty_like(by_length)
+        out[torch.from_numpy(order)] = by_length
+        return out
