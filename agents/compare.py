@@ -59,9 +59,10 @@ def build_policies(env, args, tasks: list[str], seeds: list[int]):
         if method == "default":
             policies[method] = baselines.FixedPolicy.peft_default(grid_actions)
         elif method == "random":
-            policies[method] = baselines.RandomPolicy(env.action_space, seed=args.seed)
+            policies[method] = baselines.RandomPolicy(len(grid_actions), seed=args.seed)
         elif method == "schedule":
-            policies[method] = baselines.SchedulePolicy(grid_actions)
+            policies[method] = baselines.SchedulePolicy(
+                grid_actions, env.unwrapped.config.episode_length)
         elif method == "best-static":
             train = [t.name for t in env.unwrapped.task_set.tasks("train")]
             policies[method] = search.best_static_transfer(env, train, search_seeds, show)

@@ -2,54 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
+from lora_gym.rollout import EpisodeResult, run_episode
 
-@dataclass
-class EpisodeResult:
-    """What one episode of one policy on one task and seed gave."""
-
-    method: str
-    task: str
-    seed: int
-    episode_return: float
-    final_accuracy: float | None
-    """None when the fine-tune diverged."""
-    initial_accuracy: float
-    total_cost: float
-    steps: int
-    diverged: bool
-    trajectory: list[dict[str, Any]] = field(default_factory=list)
-    """Per step: rank, lr, accuracy, cost_so_far, reward."""
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dict (JSON-ready)."""
-        return asdict(self)
-
-
-def run_episode(env, policy, task: str, seed: int, method: str | None = None) -> EpisodeResult:
-    """Run one full episode of `policy` on `task` with reset seed `seed`."""
-    obs, info = env.reset(seed=seed, options={"task": task})
-    if hasattr(policy, "begin_episode"):
-        policy.begin_episode(task)
-    initial = info["metrics"]["accuracy"]
-    done, ret, trajectory, diverged = False, 0.0, [], False
-    while not done:
-        action, _ = policy.predict(obs, deterministic=True)
-        obs, reward, terminated, truncated, info = env.step(int(action))
-        ret += float(reward)
-        diverged = bool(info.get("diverged", False))
-        trajectory.append({"rank": info["rank"], "lr": info["lr"],
-                           "accuracy": info["metrics"]["accuracy"],
-                           "cost_so_far": info["cost_so_far"], "reward": float(reward)})
-        done = terminated or truncated
-    return EpisodeResult(method or getattr(policy, "name", type(policy).__name__), task, seed, ret,
-                         info["metrics"]["accuracy"], initial, info["cost_so_far"],
-                         len(trajectory), diverged, trajectory)
+__all__ = ["EpisodeResult", "evaluate", "fixed_action_returns", "run_episode"]
 
 
 def evaluate(env, policies: dict[str, Any], tasks: list[str], seeds: list[int],

@@ -8,7 +8,9 @@ from gymnasium.envs.registration import register, registry
 
 __version__ = "0.1.0"
 
-ENV_IDS = ("LoRATune-v0",)
+ENV_IDS = ("LoRATune-v0", "LoRATuneReplay-v0")
 
 if "LoRATune-v0" not in registry:
     register(id="LoRATune-v0", entry_point="lora_gym.envs.lora_tune:LoRATuningEnv")
+if "LoRATuneReplay-v0" not in registry:
+    register(id="LoRATuneReplay-v0", entry_point="lora_gym.envs.replay:LoRATuneReplayEnv")

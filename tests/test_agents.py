@@ -19,8 +19,8 @@ def test_every_baseline_completes_episodes(env):
     grid = env.unwrapped.grid
     policies = {
         "default": baselines.FixedPolicy.peft_default(grid),
-        "random": baselines.RandomPolicy(env.action_space, seed=0),
-        "schedule": baselines.SchedulePolicy(grid),
+        "random": baselines.RandomPolicy(len(grid), seed=0),
+        "schedule": baselines.SchedulePolicy(grid, env.unwrapped.config.episode_length),
         "oracle": baselines.TaskTablePolicy({"synth-c": 1}),
         "optuna": baselines.SequencePolicy({"synth-c": [0, 5, 2]}),
     }
@@ -41,11 +41,11 @@ def test_same_seed_same_episode_for_every_policy(env):
 
 def test_schedule_grows_rank_and_decays_lr():
     grid = gym.make("LoRATune-v0", config="envs_configs/tiny.yaml").unwrapped.grid
-    policy = baselines.SchedulePolicy(grid)
+    policy = baselines.SchedulePolicy(grid, episode_length=3)
     obs = np.zeros(len(OBSERVATION_NAMES), dtype=np.float32)
     steps_left = OBSERVATION_NAMES.index("steps_left")
     plan = []
-    for left in (1.0, 0.5, 0.0):
+    for left in (1.0, 2 / 3, 1 / 3):
         obs[steps_left] = left
         plan.append(grid.decode(int(policy.predict(obs)[0])))
     ranks, lrs = zip(*plan, strict=True)

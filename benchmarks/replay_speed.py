@@ -1,0 +1,107 @@
+"""Replay speed and surrogate accuracy, printed as a table.
+
+    .venv/bin/python benchmarks/replay_speed.py [--config envs_configs/tiny.yaml] [--store PATH]
+
+* index lookups/s: exact-hit ``TableIndex.records[key]`` lookups over every stored key;
+* env steps/s through ``gym.make("LoRATuneReplay-v0")`` on one core (pinned), with and without
+  Gymnasium's passive env checker, for a policy that stays on the table (fixed action 0, which
+  ``--policy grid`` records) and for random actions (table and surrogate mixed), resets included;
+* surrogate held-out R^2 and MAE of next-step accuracy and of its change, split by episode.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # before numpy: one core for everything
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import argparse  # noqa: E402
+import time  # noqa: E402
+from contextlib import closing  # noqa: E402
+
+import gymnasium as gym  # noqa: E402
+import numpy as np  # noqa: E402
+
+import lora_gym  # noqa: E402, F401
+from lora_gym.config import resolve_config  # noqa: E402
+from lora_gym.spaces import ActionGrid  # noqa: E402
+from lora_gym.store import Store  # noqa: E402
+from lora_gym.surrogate import SURROGATE_KINDS, fit_models, predict_metrics, training_data  # noqa: E402
+from lora_gym.table import TableIndex, resolve_store  # noqa: E402
+
+
+def lookups_per_second(index: TableIndex, n: int = 2_000_000) -> float:
+    keys = list(index.records)
+    keys = (keys * (n // len(keys) + 1))[:n]
+    get = index.records.__getitem__
+    started = time.perf_counter()
+    for key in keys:
+        get(key)
+    return n / (time.perf_counter() - started)
+
+
+def steps_per_second(config, store, checker: bool, random_actions: bool,
+                     n: int = 200_000) -> tuple[float, float]:
+    env = gym.make("LoRATuneReplay-v0", config=config, store=store,
+                   disable_env_checker=not checker)
+    env.reset(seed=0)
+    env.action_space.seed(0)
+    sample = env.action_space.sample
+    steps, started = 0, time.perf_counter()
+    while steps < n:
+        _, _, terminated, truncated, _ = env.step(sample() if random_actions else 0)
+        steps += 1
+        if terminated or truncated:
+            env.reset()
+    rate = n / (time.perf_counter() - started)
+    counts = env.unwrapped.source_counts
+    return rate, counts["table"] / sum(counts.values())
+
+
+def surrogate_scores(index: TableIndex, grid: ActionGrid, kind: str) -> dict[str, float]:
+    from sklearn.metrics import mean_absolute_error, r2_score
+
+    X, Y, groups = training_data(index, grid)
+    episodes = np.random.default_rng(0).permutation(groups.max() + 1)
+    test = np.isin(groups, episodes[: max(1, len(episodes) // 5)])
+    pred = predict_metrics(fit_models(X[~test], Y[~test], kind), X[test])
+    acc_prev, acc = X[test, 0], X[test, 0] + Y[test, 0]
+    return {"r2_acc": r2_score(acc, pred[:, 0]), "mae_acc": mean_absolute_error(acc, pred[:, 0]),
+            "r2_dacc": r2_score(acc - acc_prev, pred[:, 0] - acc_prev),
+            "n_train": int((~test).sum()), "n_test": int(test.sum())}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--config", default="envs_configs/tiny.yaml")
+    parser.add_argument("--store", default=None, help="default: the shipped table of the config")
+    parser.add_argument("--steps", type=int, default=200_000)
+    args = parser.parse_args()
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+    config = resolve_config(args.config)
+    path, _ = resolve_store(args.store, config)
+    with closing(Store(path, readonly=True)) as db:
+        index = TableIndex.load(db, config)
+    print(f"table {path}: {len(index)} rows, {len(index.tasks())} tasks")
+    print(f"{'measure':<46} {'value':>12}")
+    print(f"{'index exact-hit lookups/s':<46} {lookups_per_second(index):>12,.0f}")
+    for random_actions in (False, True):
+        for checker in (False, True):
+            rate, hit = steps_per_second(args.config, args.store, checker, random_actions,
+                                         args.steps)
+            label = (f"env steps/s, {'random' if random_actions else 'on-table'} actions, "
+                     f"checker {'on' if checker else 'off'} ({hit:.0%} table)")
+            print(f"{label:<46} {rate:>12,.0f}")
+    grid = ActionGrid(config.ranks, config.learning_rates)
+    for kind in SURROGATE_KINDS:
+        s = surrogate_scores(index, grid, kind)
+        print(f"{f'surrogate {kind}: R2 next accuracy':<46} {s['r2_acc']:>12.3f}")
+        print(f"{f'surrogate {kind}: MAE next accuracy':<46} {s['mae_acc']:>12.4f}")
+        print(f"{f'surrogate {kind}: R2 of accuracy change':<46} {s['r2_dacc']:>12.3f}")
+    print(f"(surrogate split by episode: {s['n_train']} train / {s['n_test']} held-out steps)")
+
+
+if __name__ == "__main__":
+    main()

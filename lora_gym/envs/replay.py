@@ -1,0 +1,250 @@
+"""`LoRATuneReplay-v0`: `LoRATune-v0` served from recorded live steps, at table speed."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Mapping
+from contextlib import closing
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from lora_gym.config import EnvConfig, resolve_config
+from lora_gym.errors import LoRAGymWarning
+from lora_gym.rewards import evaluate_reward, resolve_reward
+from lora_gym.spaces import OBS_HIGH, OBS_LOW, OBSERVATION_NAMES, ActionGrid
+from lora_gym.store import StepRecord, Store
+from lora_gym.surrogate import SURROGATE_KINDS
+from lora_gym.table import Node, TableIndex, TableMiss, resolve_store
+
+MISS_POLICIES: tuple[str, ...] = ("raise", "live", "surrogate")
+
+
+class LoRATuneReplayEnv(gym.Env):
+    """`LoRATune-v0` replayed from a store of recorded live steps: same MDP, microseconds a step.
+
+    ## Description
+    Every row of a store (`lora_gym.store`) is the outcome of one real live step, keyed by
+    (task, model, config hash, episode seed, action prefix); the live env is deterministic given
+    that key. This env serves those outcomes: at reset it picks a recorded task and episode seed,
+    and each step looks up the episode's action prefix plus the new action. Agents train on real
+    fine-tune outcomes at table speed and are then checked on the live env (``lora-gym
+    sim2real``). The whole table is loaded into an in-memory index (a dict and a tree of actions
+    per episode) at construction; nothing touches SQLite, torch or pandas per step.
+
+    ## Action Space
+    Identical to `LoRATune-v0`: `Discrete(len(ranks) * len(learning_rates))`, action
+    ``i * len(learning_rates) + j`` is ``(ranks[i], learning_rates[j])``.
+
+    ## Observation Space
+    Identical to `LoRATune-v0` (15 normalised floats, see `LoRATuningEnv`); table steps return
+    the recorded observation bit for bit.
+
+    ## Rewards
+    Recomputed at every step from the recorded metrics before and after the step and the recorded
+    deterministic cost with this env's ``reward_fn`` (rewards are never stored), so any reward
+    function, ``cost_weight`` or ``divergence_penalty`` works on the same table. A recorded
+    divergence earns ``-divergence_penalty``.
+
+    ## Misses
+    A step whose key no row holds is handled by ``miss``:
+
+    | miss      | what happens                                                              |
+    |-----------|---------------------------------------------------------------------------|
+    | raise     | `TableMiss` (a `LookupError`) naming the key                              |
+    | live      | a live env with the same config replays the prefix for the episode seed,  |
+    |           | runs the step and records it into ``store`` (never into a shipped table)  |
+    | surrogate | a model fitted on the table predicts the metrics; the episode stays on it |
+
+    ``info["source"]`` says where each step came from: ``table``, ``live`` or ``surrogate``;
+    ``env.unwrapped.source_counts`` counts them.
+
+    ## Starting State
+    A task of ``task_split`` that has recorded episodes is drawn with ``np_random`` (or given as
+    ``options={"task": name}``), then one of its recorded episode seeds (or given exactly as
+    ``options={"episode_seed": s}``; an unrecorded one is a miss, which only ``live`` serves).
+
+    ## Episode End
+    1. Termination: the recorded fine-tune diverged (the surrogate never predicts divergence).
+    2. Truncation: ``episode_length`` actions were taken.
+
+    ## Arguments
+    ```python
+    >>> import gymnasium as gym, lora_gym
+    >>> env = gym.make("LoRATuneReplay-v0", config="envs_configs/tiny.yaml", miss="raise")
+    >>> obs, info = env.reset(seed=0)
+    >>> info["source"]
+    'table'
+
+    ```
+    ``config`` and field overrides as for `LoRATune-v0` (outcome fields must match the table's:
+    see `lora_gym.store.config_hash`); ``store``: ``None`` (the table shipped for the config's
+    model and task set: ``tiny`` for tiny-bert/tiny, ``default`` for minilm/default), a shipped
+    table's name, or a store path; ``miss``: ``raise``, ``live`` or ``surrogate`` (default);
+    ``surrogate``: ``knn`` (default) or ``hgb`` (see `lora_gym.surrogate`).
+
+    ## Registered Configurations
+    * ``LoRATuneReplay-v0``: the embedded default served from the shipped default table.
+
+    ## Version History
+    * v0: Initial version, replaying `LoRATune-v0`.
+    """
+
+    metadata = {"render_modes": ["ansi"]}
+
+    def __init__(self, config: Any = None, render_mode: str | None = None,
+                 store: str | os.PathLike | None = None, miss: str = "surrogate",
+                 surrogate: str = "knn", **overrides: Any) -> None:
+        self.config: EnvConfig = resolve_config(config, **overrides)
+        for name, value, allowed in (("miss", miss, MISS_POLICIES),
+                                     ("surrogate", surrogate, SURROGATE_KINDS),
+                                     ("render_mode", render_mode, (None, "ansi"))):
+            if value not in allowed:
+                raise ValueError(f"`{name}` must be one of {list(allowed)}, got {value!r}")
+        self.render_mode, self.miss, self.surrogate_kind = render_mode, miss, surrogate
+        self.grid = ActionGrid(self.config.ranks, self.config.learning_rates)
+        self.action_space = spaces.Discrete(len(self.grid))
+        self.observation_space = spaces.Box(OBS_LOW, OBS_HIGH, dtype=np.float32)
+        self.observation_names = OBSERVATION_NAMES
+        self._reward_fn = resolve_reward(self.config.reward_fn)
+        self.store_path, self._shipped = resolve_store(store, self.config)
+        with closing(Store(self.store_path, readonly=True)) as db:
+            self.index = TableIndex.load(db, self.config)
+        self._task_names = self._recorded_tasks()
+        self._n, self._T = len(self.grid), self.config.episode_length
+        self._rewards: dict[Node, tuple[float, dict[str, float]]] = {}
+        self._node: Node | None = None
+        self._off_table = False
+        self._surrogate = self._live = None
+        self.source_counts = {source: 0 for source in ("table", "live", "surrogate")}
+
+    def _recorded_tasks(self) -> tuple[str, ...]:
+        from lora_gym.tasks import load_task_set
+
+        split = [t.name for t in load_task_set(self.config.task_set).tasks(self.config.task_split)]
+        names = tuple(t for t in split if t in self.index.roots)
+        if not names:
+            raise LookupError(f"store {str(self.store_path)!r} has no episode of the "
+                              f"{self.config.task_split!r} tasks {split}; it has "
+                              f"{list(self.index.tasks())}")
+        return names
+
+    def reset(self, *, seed: int | None = None, options: Mapping[str, Any] | None = None):
+        """Start a recorded episode (task and episode seed drawn or given); ``(obs, info)``."""
+        super().reset(seed=seed)
+        options = dict(options or {})
+        unknown = sorted(set(options) - {"task", "episode_seed"})
+        if unknown:
+            raise ValueError(f"unknown reset option(s) {unknown}; valid options are "
+                             "['episode_seed', 'task']")
+        task = options.get("task") or self._task_names[
+            int(self.np_random.integers(len(self._task_names)))]
+        if options.get("episode_seed") is not None:
+            episode_seed = int(options["episode_seed"])
+        elif self.index.seeds(task):
+            seeds = self.index.seeds(task)
+            episode_seed = seeds[int(self.np_random.integers(len(seeds)))]
+        else:
+            raise TableMiss(f"task {task!r} has no recorded episode in {str(self.store_path)!r}; "
+                            f"recorded tasks: {list(self.index.tasks())}")
+        self._task, self._seed, self._off_table = task, episode_seed, False
+        node, source = self.index.get(task, episode_seed, ()), "table"
+        if node is None:
+            node, source = self._miss(None, None), "live"
+        self._node = node
+        info = {"task": task, "step": 0, "rank": node.rank, "lr": node.lr,
+                "metrics": dict(node.metrics_info), "cost_so_far": node.cost_so_far,
+                "episode_seed": episode_seed, "source": source}
+        return node.obs.copy(), info
+
+    def step(self, action):
+        """Serve the step of ``prefix + (action,)`` from the table, or by the miss policy."""
+        node = self._node
+        assert node is not None, "call reset() before step()"
+        if not isinstance(action, int | np.integer) or isinstance(action, bool):
+            assert self.action_space.contains(action), f"invalid action {action!r}"
+        a = int(action)
+        assert 0 <= a < self._n, f"invalid action {action!r}"
+        child = None if self._off_table else node.children.get(a)
+        source = "table"
+        if child is None:
+            child = self._miss(node, a)
+            source = "surrogate" if self._off_table else "live"
+        self.source_counts[source] += 1
+        self._node = child
+        cached = self._rewards.get(child)
+        if cached is None:
+            cached = self._reward(node, child)
+            if source != "surrogate":
+                self._rewards[child] = cached
+        reward, components = cached
+        t = len(child.prefix)
+        terminated = child.diverged
+        info = {"task": self._task, "step": t, "rank": child.rank, "lr": child.lr,
+                "metrics": dict(child.metrics_info), "cost_so_far": child.cost_so_far,
+                "episode_seed": self._seed, "cost": child.cost, "diverged": child.diverged,
+                "reward_components": dict(components), "source": source}
+        return (child.obs.copy(), reward, terminated, not terminated and t >= self._T, info)
+
+    def render(self) -> str | None:
+        """With ``render_mode="ansi"``: one line describing the current state."""
+        if self.render_mode != "ansi" or self._node is None:
+            return None
+        n, m = self._node, self._node.metrics
+        return (f"task={self._task} t={len(n.prefix)} rank={n.rank} lr={n.lr} "
+                f"acc={m.accuracy:.3f} f1={m.f1:.3f} cost={n.cost_so_far:.2f}")
+
+    def close(self) -> None:
+        """Close the live fallback's env and store, if one was made."""
+        if self._live is not None:
+            if self._live.env.store is not None:
+                self._live.env.store.close()
+            self._live.env.close()
+            self._live = None
+
+    # -- helpers ---------------------------------------------------------------------------------
+    def _reward(self, prev: Node, cur: Node) -> tuple[float, dict[str, float]]:
+        if cur.diverged:
+            penalty = -self.config.divergence_penalty
+            return penalty, {"divergence": penalty}
+        return evaluate_reward(self._reward_fn, prev.metrics, cur.metrics, cur.cost, self.config)
+
+    def _miss(self, node: Node | None, action: int | None) -> Node:
+        """The node for a key no row holds (``node=None``: the episode's reset)."""
+        prefix = () if node is None else (*node.prefix, action)
+        if self.miss == "raise" or (self.miss == "surrogate" and node is None):
+            raise TableMiss(
+                f"no row for key (task={self._task!r}, model={self.index.model!r}, config_hash="
+                f"{self.index.config_hash!r}, episode_seed={self._seed}, prefix={prefix}) in "
+                f"store {str(self.store_path)!r} (miss={self.miss!r}); record it with "
+                "`lora-gym record`, or make the env with miss='live' or miss='surrogate'")
+        if self.miss == "surrogate":
+            if self._surrogate is None:
+                from lora_gym.surrogate import Surrogate
+
+                self._surrogate = Surrogate(self.index, self.config, self.surrogate_kind)
+            child = self._surrogate.step(self._task, node, action, on_table=not self._off_table)
+            self._off_table = True
+            return child
+        if self._live is None:
+            from lora_gym.record import LiveReplayer
+
+            writer = None if self._shipped else Store(self.store_path)
+            self._live = LiveReplayer(self.config, writer, self._add_live_record)
+        self._live.advance(self._task, self._seed, () if node is None else node.prefix, action)
+        found = self.index.get(self._task, self._seed, prefix)
+        assert found is not None, "the live fallback recorded no row for the key"
+        return found
+
+    def _add_live_record(self, rec: StepRecord) -> None:
+        node = Node.from_record(rec)
+        known = self.index.get(rec.task, rec.episode_seed, rec.prefix)
+        if known is not None and not np.array_equal(known.obs, node.obs):
+            warnings.warn(f"the live env disagrees with the table at task={rec.task!r}, "
+                          f"episode_seed={rec.episode_seed}, prefix={rec.prefix}: the table was "
+                          "recorded with other code or library versions; re-record it",
+                          LoRAGymWarning, stacklevel=2)
+        self.index.add(rec.task, rec.episode_seed, node)

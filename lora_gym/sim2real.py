@@ -1,0 +1,128 @@
+r"""``lora-gym sim2real``: does a policy fare on the replay env as it fares on the live env?
+
+Runs each (policy, task, reset seed) episode twice -- on `LoRATuneReplay-v0` (``miss=surrogate``)
+and on the live `LoRATune-v0`, with the same episode seed -- and reports the Spearman correlation
+of per-episode returns and the mean absolute error of the final accuracy::
+
+    lora-gym sim2real --config envs_configs/tiny.yaml --policy random schedule --split all \\
+        --seeds 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from dataclasses import asdict, dataclass
+
+import gymnasium as gym
+import numpy as np
+
+from lora_gym.config import EnvConfig
+from lora_gym.policies import Policy
+from lora_gym.record import RecordingWrapper, add_run_arguments, episode_seed, jobs_from_args
+from lora_gym.rollout import run_episode
+from lora_gym.store import Store
+from lora_gym.surrogate import SURROGATE_KINDS
+from lora_gym.table import TableMiss
+
+
+@dataclass(frozen=True)
+class EpisodePair:
+    """One episode on the replay env and on the live env."""
+
+    policy: str
+    task: str
+    seed: int
+    replay_return: float
+    live_return: float
+    replay_final_accuracy: float
+    live_final_accuracy: float
+    table_fraction: float
+    """Share of the replay episode's steps served from the table (the rest by the surrogate)."""
+
+
+def compare(config: EnvConfig, jobs: list[tuple[Policy, str, int]], store: str | None,
+            surrogate: str = "knn", record_to: str | None = None) -> list[EpisodePair]:
+    """Run every job on both envs; episodes whose reset is not in the table are left out."""
+    from lora_gym.envs.replay import LoRATuneReplayEnv
+
+    replay = LoRATuneReplayEnv(config=config, store=store, miss="surrogate", surrogate=surrogate)
+    live: gym.Env = gym.make("LoRATune-v0", config=config, disable_env_checker=True)
+    writer = Store(record_to) if record_to else None
+    if writer is not None:
+        live = RecordingWrapper(live, writer)
+    pairs = []
+    try:
+        for policy, task, seed in jobs:
+            try:
+                rep = run_episode(replay, policy, task, seed, episode_seed=episode_seed(seed))
+            except TableMiss:
+                print(f"skipped {policy.name} {task} seed {seed}: its reset is not recorded",
+                      file=sys.stderr)
+                continue
+            real = run_episode(live, policy, task, seed)
+            sources = [step["source"] for step in rep.trajectory]
+            pairs.append(EpisodePair(policy.name, task, seed, rep.episode_return,
+                                     real.episode_return, _final(rep), _final(real),
+                                     sources.count("table") / len(sources)))
+    finally:
+        if writer is not None:
+            writer.close()
+    return pairs
+
+
+def _final(result) -> float:
+    return math.nan if result.final_accuracy is None else float(result.final_accuracy)
+
+
+def summarise(pairs: list[EpisodePair]) -> dict[str, float]:
+    """Spearman rho (and p) of returns, MAE of final accuracy and of returns, table share."""
+    from scipy.stats import spearmanr
+
+    if not pairs:
+        raise ValueError("no episode could be compared: record the resets of these tasks/seeds")
+    r = np.array([p.replay_return for p in pairs])
+    lv = np.array([p.live_return for p in pairs])
+    rho, pval = (math.nan, math.nan)
+    if len(pairs) > 1 and np.ptp(r) > 0 and np.ptp(lv) > 0:
+        result = spearmanr(r, lv)
+        rho, pval = float(result.statistic), float(result.pvalue)
+    acc_err = [abs(p.replay_final_accuracy - p.live_final_accuracy) for p in pairs]
+    return {"episodes": len(pairs), "spearman_returns": rho, "spearman_p": pval,
+            "mae_final_accuracy": float(np.mean(acc_err)),
+            "mae_return": float(np.mean(np.abs(r - lv))),
+            "table_fraction": float(np.mean([p.table_fraction for p in pairs]))}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``lora-gym sim2real``: compare a policy's episodes on the replay and the live env."""
+    parser = argparse.ArgumentParser(prog="lora-gym sim2real", description=main.__doc__)
+    parser.add_argument("--store", default=None,
+                        help="store to replay (default: the table shipped for the config)")
+    parser.add_argument("--surrogate", default="knn", choices=SURROGATE_KINDS,
+                        help="surrogate for steps off the table")
+    parser.add_argument("--record-live", default=None, metavar="STORE",
+                        help="also record the live episodes into this store")
+    parser.add_argument("--json", default=None, help="write the episodes and summary here")
+    add_run_arguments(parser)
+    args = parser.parse_args(argv)
+    config, jobs = jobs_from_args(args)
+    pairs = compare(config, jobs, args.store, args.surrogate, args.record_live)
+    print(f"{'policy':<12} {'task':<16} {'seed':>4} {'ret replay':>10} {'ret live':>9} "
+          f"{'acc replay':>10} {'acc live':>9} {'table':>6}")
+    for p in pairs:
+        print(f"{p.policy:<12} {p.task:<16} {p.seed:>4} {p.replay_return:>10.4f} "
+              f"{p.live_return:>9.4f} {p.replay_final_accuracy:>10.4f} "
+              f"{p.live_final_accuracy:>9.4f} {p.table_fraction:>6.2f}")
+    summary = summarise(pairs)
+    print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                   for k, v in summary.items()))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"summary": summary, "episodes": [asdict(p) for p in pairs]}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,231 @@
+"""Durable SQLite store of live env steps (one row per step), keyed by what fixes its outcome.
+
+A row's key is ``(task, model, config_hash, episode_seed, prefix)``: the task, the base model, the
+hash of the config fields that change outcomes (`config_hash`), the episode seed the live env drew
+at reset, and the tuple of actions taken so far in the episode (``()`` for the reset row). The live
+env is deterministic given that key, so a row is a reusable fact. Rows hold observations, metrics
+and the deterministic cost -- never the reward, which a replay recomputes with any reward function.
+
+The file is in WAL mode and every `Store.add` commits (``synchronous=FULL``), so a killed run loses
+no completed step; inserts are ``INSERT OR IGNORE``, so a rerun appends without duplicates.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import math
+import sqlite3
+import time
+import typing
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lora_gym.config import EnvConfig
+
+SCHEMA_VERSION = 1
+OUTCOME_ENV_ID = "LoRATune-v0"
+"""The live env whose outcomes rows hold; part of the hash, so a v1 env gets new keys."""
+EXCLUDED_FIELDS: tuple[str, ...] = (
+    "reward_fn", "cost_weight", "divergence_penalty", "report_wall_time", "torch_threads", "extra",
+    "task_split",
+)
+"""Config fields left out of `config_hash`: they change rewards, logging or threads, or (for
+``task_split``) only which task a reset samples, never the outcome of a given task and seed."""
+VERSIONED_PACKAGES: tuple[str, ...] = ("torch", "transformers", "peft")
+METRIC_NAMES: tuple[str, ...] = ("accuracy", "f1", "val_loss", "train_loss")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS configs (
+    config_hash TEXT PRIMARY KEY, model TEXT NOT NULL, task_set TEXT NOT NULL,
+    config TEXT NOT NULL, created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS steps (
+    task TEXT NOT NULL, model TEXT NOT NULL, config_hash TEXT NOT NULL,
+    episode_seed INTEGER NOT NULL, prefix TEXT NOT NULL, step INTEGER NOT NULL,
+    obs BLOB NOT NULL, accuracy REAL, f1 REAL, val_loss REAL, train_loss REAL,
+    rank INTEGER NOT NULL, lr REAL, cost REAL NOT NULL, cost_so_far REAL NOT NULL,
+    diverged INTEGER NOT NULL, wall_time_s REAL NOT NULL,
+    torch_version TEXT NOT NULL, transformers_version TEXT NOT NULL, peft_version TEXT NOT NULL,
+    created REAL NOT NULL,
+    PRIMARY KEY (task, model, config_hash, episode_seed, prefix)) WITHOUT ROWID;
+"""
+_STEP_COLUMNS = ("task", "model", "config_hash", "episode_seed", "prefix", "step", "obs",
+                 *METRIC_NAMES, "rank", "lr", "cost", "cost_so_far", "diverged", "wall_time_s")
+
+
+def outcome_config(config: EnvConfig) -> dict[str, Any]:
+    """The config fields that change a step's outcome, with numbers normalised (2 -> 2.0)."""
+    hints = typing.get_type_hints(EnvConfig)
+    out: dict[str, Any] = {"env_id": OUTCOME_ENV_ID}
+    for name, value in config.to_dict().items():
+        if name in EXCLUDED_FIELDS:
+            continue
+        if hints[name] is float:
+            value = float(value)
+        elif typing.get_args(hints[name])[:1] == (float,):
+            value = [float(v) for v in value]
+        out[name] = value
+    return out
+
+
+def config_hash(config: EnvConfig) -> str:
+    """16 hex digits of SHA-256 over the sorted JSON of `outcome_config`."""
+    text = json.dumps(outcome_config(config), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def library_versions() -> dict[str, str]:
+    """Installed versions of the libraries that compute outcomes (read without importing them)."""
+    out = {}
+    for name in VERSIONED_PACKAGES:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = "absent"
+    return out
+
+
+def encode_prefix(prefix: tuple[int, ...]) -> str:
+    """``(3, 0, 5)`` -> ``"3,0,5"``; ``()`` -> ``""``."""
+    return ",".join(str(int(a)) for a in prefix)
+
+
+def decode_prefix(text: str) -> tuple[int, ...]:
+    """Inverse of `encode_prefix`."""
+    return tuple(int(a) for a in text.split(",")) if text else ()
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    """One recorded live step (or reset, with ``prefix == ()``); NaN metrics are stored as NULL."""
+
+    task: str
+    model: str
+    config_hash: str
+    episode_seed: int
+    prefix: tuple[int, ...]
+    obs: np.ndarray
+    accuracy: float
+    f1: float
+    val_loss: float
+    train_loss: float
+    rank: int
+    lr: float | None
+    """``None`` at reset (no action taken yet)."""
+    cost: float
+    cost_so_far: float
+    diverged: bool
+    wall_time_s: float = 0.0
+
+    @property
+    def step(self) -> int:
+        """Number of actions taken (0 for the reset row)."""
+        return len(self.prefix)
+
+    @classmethod
+    def from_row(cls, row: tuple) -> StepRecord:
+        """Build a record from a row selected with `Store.ROW_SELECT` (NULL metrics -> NaN)."""
+        (task, model, chash, seed, prefix, _step, obs, acc, f1, vl, tl, rank, lr, cost, csf,
+         diverged, wall) = row
+        nan = math.nan
+        return cls(task, model, chash, int(seed), decode_prefix(prefix),
+                   np.frombuffer(obs, dtype=np.float32),
+                   nan if acc is None else acc, nan if f1 is None else f1,
+                   nan if vl is None else vl, nan if tl is None else tl,
+                   int(rank), lr, cost, csf, bool(diverged), wall)
+
+
+class Store:
+    """A SQLite file of `StepRecord` rows (created on first write).
+
+    Args:
+        path: The SQLite file.
+        readonly: Open an existing file without writing (an immutable shipped table included).
+    """
+
+    ROW_SELECT = f"SELECT {', '.join(_STEP_COLUMNS)} FROM steps"
+
+    def __init__(self, path: str | Path, readonly: bool = False) -> None:
+        self.path = Path(path)
+        self.readonly = readonly
+        if readonly:
+            if not self.path.is_file():
+                raise FileNotFoundError(f"store {str(self.path)!r} does not exist")
+            self.conn = sqlite3.connect(f"file:{self.path.resolve()}?mode=ro", uri=True)
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.conn = sqlite3.connect(self.path, timeout=60.0)
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA synchronous=FULL")
+        with self.conn:
+            self.conn.executescript(_SCHEMA)
+            self.conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
+                              (str(SCHEMA_VERSION),))
+        self._versions = tuple(library_versions()[name] for name in VERSIONED_PACKAGES)
+        self._known_configs: set[str] = set()
+
+    def register_config(self, config: EnvConfig) -> str:
+        """Store the outcome fields of `config` under its hash (once); returns the hash."""
+        chash = config_hash(config)
+        if chash not in self._known_configs:
+            text = json.dumps(outcome_config(config), sort_keys=True)
+            with self.conn:
+                self.conn.execute("INSERT OR IGNORE INTO configs VALUES (?, ?, ?, ?, ?)",
+                                  (chash, config.model, config.task_set, text, time.time()))
+            self._known_configs.add(chash)
+        return chash
+
+    def add(self, record: StepRecord) -> bool:
+        """Insert one row and commit; returns False when its key was already present."""
+        if self.readonly:
+            raise PermissionError(f"store {str(self.path)!r} was opened read-only")
+        obs = np.ascontiguousarray(record.obs, dtype=np.float32).tobytes()
+        values = (record.task, record.model, record.config_hash, int(record.episode_seed),
+                  encode_prefix(record.prefix), record.step, obs, record.accuracy, record.f1,
+                  record.val_loss, record.train_loss, int(record.rank), record.lr,
+                  float(record.cost), float(record.cost_so_far), int(record.diverged),
+                  float(record.wall_time_s), *self._versions, time.time())
+        marks = ", ".join("?" * len(values))
+        with self.conn:
+            cursor = self.conn.execute(f"INSERT OR IGNORE INTO steps VALUES ({marks})", values)
+        return cursor.rowcount == 1
+
+    def rows(self, model: str, chash: str) -> Iterator[tuple]:
+        """Raw rows (`ROW_SELECT` columns) of one (model, config hash), shortest prefix first."""
+        sql = f"{self.ROW_SELECT} WHERE model = ? AND config_hash = ? ORDER BY step"
+        return self.conn.execute(sql, (model, chash))
+
+    def configs(self) -> list[dict[str, Any]]:
+        """The stored configs with their row counts (to explain a config that has no rows)."""
+        sql = ("SELECT c.config_hash, c.model, c.task_set, c.config, COUNT(s.task) FROM configs c "
+               "LEFT JOIN steps s ON s.config_hash = c.config_hash GROUP BY c.config_hash")
+        return [{"config_hash": h, "model": m, "task_set": t, "config": json.loads(c), "rows": n}
+                for h, m, t, c, n in self.conn.execute(sql)]
+
+    def count(self) -> int:
+        """Number of step rows."""
+        return int(self.conn.execute("SELECT COUNT(*) FROM steps").fetchone()[0])
+
+    def close(self) -> None:
+        """Close; a writer leaves one self-contained file (WAL folded in, rollback journal mode).
+
+        While another connection has the file open it stays in WAL mode, which is also fine.
+        """
+        if not self.readonly:
+            try:
+                self.conn.execute("PRAGMA journal_mode=DELETE")
+            except sqlite3.OperationalError:
+                pass  # another connection is open: the WAL stays, the next writer reuses it
+        self.conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,196 @@
+"""In-memory index of a store's rows (a tree per episode seed) and the shipped tables."""
+
+from __future__ import annotations
+
+import hashlib
+import lzma
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from lora_gym.config import EnvConfig
+from lora_gym.metrics import Metrics
+from lora_gym.store import METRIC_NAMES, StepRecord, Store, config_hash, outcome_config
+
+TABLES_DIR = Path(__file__).parent / "tables"
+"""Where shipped tables live: ``<name>.sqlite`` or a compressed ``<name>.sqlite.xz``."""
+SHIPPED_TABLES: dict[tuple[str, str], str] = {("minilm", "default"): "default",
+                                              ("tiny-bert", "tiny"): "tiny"}
+"""(model, task_set) of a config -> the name of the table shipped for it."""
+RECORD_HINT = ("record one with `lora-gym record --config CONFIG --store PATH --policy random "
+               "grid schedule --split all --seeds N` and pass store=PATH")
+
+Key = tuple[str, int, tuple[int, ...]]
+"""(task, episode_seed, action prefix); an index holds one (model, config hash)."""
+
+
+class TableMiss(LookupError):
+    """A replay env was asked for a (task, episode seed, action prefix) that no row holds."""
+
+
+class Node:
+    """One step's outcome: what the env shows after the actions of ``prefix``."""
+
+    __slots__ = ("prefix", "obs", "metrics", "metrics_info", "rank", "lr", "cost",
+                 "cost_so_far", "diverged", "children")
+
+    def __init__(self, prefix: tuple[int, ...], obs: np.ndarray, metrics: Metrics, rank: int,
+                 lr: float | None, cost: float, cost_so_far: float, diverged: bool) -> None:
+        self.prefix = prefix
+        self.obs = obs
+        self.metrics = metrics
+        self.metrics_info = {k: (v if np.isfinite(v) else None)
+                             for k, v in metrics.to_dict().items()}
+        self.rank, self.lr, self.cost, self.cost_so_far = rank, lr, cost, cost_so_far
+        self.diverged = diverged
+        self.children: dict[int, Node] = {}
+
+    @classmethod
+    def from_record(cls, rec: StepRecord) -> Node:
+        """A node of a `StepRecord` (its obs made read-only)."""
+        obs = np.array(rec.obs, dtype=np.float32)
+        obs.setflags(write=False)
+        metrics = Metrics(*(float(getattr(rec, name)) for name in METRIC_NAMES))
+        return cls(rec.prefix, obs, metrics, rec.rank, rec.lr, rec.cost, rec.cost_so_far,
+                   rec.diverged)
+
+
+class TableIndex:
+    """All rows of one (model, config hash): a flat dict and, per episode, a tree of actions."""
+
+    def __init__(self, model: str, chash: str) -> None:
+        self.model, self.config_hash = model, chash
+        self.records: dict[Key, Node] = {}
+        self.roots: dict[str, dict[int, Node]] = {}
+        self._seed_lists: dict[str, tuple[int, ...]] = {}
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def get(self, task: str, seed: int, prefix: tuple[int, ...]) -> Node | None:
+        """The node of a key, or None."""
+        return self.records.get((task, seed, prefix))
+
+    def add(self, task: str, seed: int, node: Node) -> Node:
+        """Insert a node (the existing one wins on a repeated key) and link it to its parent."""
+        key = (task, seed, node.prefix)
+        if key in self.records:
+            return self.records[key]
+        self.records[key] = node
+        if not node.prefix:
+            self.roots.setdefault(task, {})[seed] = node
+            self._seed_lists.pop(task, None)
+        else:
+            parent = self.records.get((task, seed, node.prefix[:-1]))
+            if parent is not None:
+                parent.children[node.prefix[-1]] = node
+        return node
+
+    def tasks(self) -> tuple[str, ...]:
+        """Tasks with at least one recorded reset, sorted."""
+        return tuple(sorted(self.roots))
+
+    def seeds(self, task: str) -> tuple[int, ...]:
+        """Recorded episode seeds of a task, sorted."""
+        if task not in self._seed_lists:
+            self._seed_lists[task] = tuple(sorted(self.roots.get(task, {})))
+        return self._seed_lists[task]
+
+    def nodes(self) -> list[tuple[str, int, Node]]:
+        """Every (task, episode_seed, node)."""
+        return [(task, seed, node) for (task, seed, _), node in self.records.items()]
+
+    @classmethod
+    def load(cls, store: Store, config: EnvConfig) -> TableIndex:
+        """Read every row of `config` (its model and hash) from `store`; raises if there is none.
+
+        Raises:
+            LookupError: The store has no row for this config; the message lists the configs it
+                has and the fields in which they differ from this one.
+        """
+        index = cls(config.model, config_hash(config))
+        for row in store.rows(index.model, index.config_hash):
+            rec = StepRecord.from_row(row)
+            index.add(rec.task, rec.episode_seed, Node.from_record(rec))
+        if not index.records:
+            raise LookupError(_no_rows_message(store, config, index.config_hash))
+        return index
+
+
+def _no_rows_message(store: Store, config: EnvConfig, chash: str) -> str:
+    mine = outcome_config(config)
+    lines = [f"store {str(store.path)!r} has no rows for model {config.model!r} and config hash "
+             f"{chash!r}."]
+    for other in store.configs():
+        theirs = other["config"]
+        diff = {k: (theirs.get(k), mine.get(k)) for k in sorted(set(theirs) | set(mine))
+                if theirs.get(k) != mine.get(k)}
+        lines.append(f"  it has {other['rows']} rows of config {other['config_hash']} "
+                     f"(model {other['model']!r}), differing in (stored, yours): {diff}")
+    if len(lines) == 1:
+        lines.append("  it holds no rows at all.")
+    lines.append(f"Use the stored config's values, or {RECORD_HINT}.")
+    return "\n".join(lines)
+
+
+def cache_dir() -> Path:
+    """Where compressed shipped tables are unpacked: ``$LORA_GYM_CACHE`` or ~/.cache/lora_gym."""
+    return Path(os.environ.get("LORA_GYM_CACHE", Path.home() / ".cache" / "lora_gym"))
+
+
+def shipped_table_name(config: EnvConfig) -> str:
+    """The name of the table shipped for a config's (model, task_set).
+
+    Raises:
+        LookupError: No table is shipped for that pair.
+    """
+    pair = (config.model, config.task_set)
+    if pair not in SHIPPED_TABLES:
+        raise LookupError(f"no table is shipped for model {config.model!r} and task_set "
+                          f"{config.task_set!r} (shipped: {sorted(SHIPPED_TABLES)}); "
+                          f"{RECORD_HINT}")
+    return SHIPPED_TABLES[pair]
+
+
+def resolve_store(store: str | os.PathLike | None, config: EnvConfig,
+                  tables_dir: Path = TABLES_DIR) -> tuple[Path, bool]:
+    """The SQLite file to serve and whether it is a shipped (read-only) table.
+
+    Args:
+        store: ``None`` (the table shipped for the config), a shipped table's name
+            (``"default"``, ``"tiny"``), or the path of a store.
+        config: The env's config.
+        tables_dir: Folder of the shipped tables.
+
+    Raises:
+        FileNotFoundError: The store path or the shipped table is absent.
+    """
+    if store is None:
+        store = shipped_table_name(config)
+    if isinstance(store, str) and store in SHIPPED_TABLES.values():
+        return _shipped_path(store, tables_dir), True
+    path = Path(store)
+    if not path.is_file():
+        raise FileNotFoundError(f"`store` {os.fspath(store)!r} is not a file; give a store path "
+                                f"or a shipped table name {sorted(SHIPPED_TABLES.values())}")
+    return path, False
+
+
+def _shipped_path(name: str, tables_dir: Path) -> Path:
+    plain, packed = tables_dir / f"{name}.sqlite", tables_dir / f"{name}.sqlite.xz"
+    if plain.is_file():
+        return plain
+    if not packed.is_file():
+        raise FileNotFoundError(f"the shipped table {name!r} is not in this installation "
+                                f"(looked for {str(plain)!r} and {str(packed)!r}); {RECORD_HINT}")
+    digest = hashlib.sha256(packed.read_bytes()).hexdigest()[:16]
+    target = cache_dir() / "tables" / f"{name}-{digest}.sqlite"
+    if not target.is_file():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_suffix(f".partial-{os.getpid()}")
+        with lzma.open(packed) as src, open(partial, "wb") as dst:
+            shutil.copyfileobj(src, dst)
+        partial.replace(target)  # atomic: a reader never sees half a file
+    return target
