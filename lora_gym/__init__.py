@@ -8,9 +8,13 @@ from gymnasium.envs.registration import register, registry
 
 __version__ = "0.1.0"
 
-ENV_IDS = ("LoRATune-v0", "LoRATuneReplay-v0")
+ENV_IDS = ("LoRATune-v0", "LoRATuneReplay-v0", "LoRATunePerLayer-v0", "LoRATuneScope-v0")
 
 if "LoRATune-v0" not in registry:
     register(id="LoRATune-v0", entry_point="lora_gym.envs.lora_tune:LoRATuningEnv")
 if "LoRATuneReplay-v0" not in registry:
     register(id="LoRATuneReplay-v0", entry_point="lora_gym.envs.replay:LoRATuneReplayEnv")
+if "LoRATunePerLayer-v0" not in registry:
+    register(id="LoRATunePerLayer-v0", entry_point="lora_gym.envs.per_layer:LoRAPerLayerEnv")
+if "LoRATuneScope-v0" not in registry:
+    register(id="LoRATuneScope-v0", entry_point="lora_gym.envs.scope:LoRAScopeEnv")

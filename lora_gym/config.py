@@ -16,6 +16,13 @@ import yaml
 from lora_gym.errors import ConfigError
 
 _LORA_LAYERS_HELP = "'all' or 'top-<k>' with k >= 1 (e.g. 'top-2')"
+RANDOM_INITS: tuple[str, ...] = ("kaiming", "gaussian", "orthogonal")
+"""Inits that draw A at random and start B at zero (ΔW = 0; see `lora_gym.lora.init_a`)."""
+SVD_INITS: tuple[str, ...] = ("pissa", "olora")
+"""Inits taken from the base weight (PEFT's ``init_lora_weights``); the base becomes a residual."""
+INITS: tuple[str, ...] = RANDOM_INITS + SVD_INITS
+ALPHA_POLICIES: tuple[str, ...] = ("fixed", "rslora", "2r")
+"""How the LoRA scaling depends on the rank (see `lora_gym.lora.scaling`)."""
 
 
 @dataclass(frozen=True)
@@ -51,7 +58,26 @@ class EnvConfig:
     lora_layers: str = "all"
     """Which transformer layers carry LoRA: ``all`` or ``top-<k>`` (the last k layers)."""
     lora_alpha: float = 16.0
-    """LoRA alpha; the update is scaled by ``lora_alpha / rank``. Rank changes keep ΔW intact."""
+    """LoRA alpha; the update is scaled by ``lora_alpha / rank`` (see `alpha_policy`)."""
+    alpha_policy: str = "fixed"
+    """How the scaling s of ΔW = s·B·A depends on the rank r: ``fixed`` (s = lora_alpha / r,
+    PEFT's default), ``rslora`` (s = lora_alpha / √r) or ``2r`` (alpha = 2r: s = 2 at every rank).
+    Rank changes keep ΔW intact under every policy (B is rescaled when s changes); the policy sets
+    the scale of what the newly added directions learn."""
+    init: str = "kaiming"
+    """How adapters start: ``kaiming``, ``gaussian``, ``orthogonal`` (random A, zero B: ΔW = 0) or
+    ``pissa``, ``olora`` (PEFT's ``init_lora_weights``: A and B from the SVD / QR of the base
+    weight, which becomes the residual W - s·B·A, so the model's output is unchanged; the base
+    weights are restored at every reset, and growing the rank moves the residual's next
+    directions into the adapter)."""
+    layer_groups: int = 2
+    """`LoRATunePerLayer-v0`: the LoRA layers, in depth order, form this many contiguous groups of
+    near-equal size, each with its own rank (at most the number of layers carrying LoRA)."""
+    scopes: tuple[str, ...] = ("top-1", "top-2", "all")
+    """`LoRATuneScope-v0`: trainable scopes the agent chooses from (episodes start in the first):
+    ``<layers>`` or ``<layers>:<module>+<module>...``; layers ``all`` (every layer carrying LoRA)
+    or ``top-<k>`` (k at most the k of `lora_layers`), modules among `target_modules` (default:
+    all of them)."""
     weight_decay: float = 0.0
     """AdamW weight decay."""
     max_grad_norm: float = 1.0
@@ -91,17 +117,38 @@ class EnvConfig:
         if not self.target_modules:
             raise ConfigError("`target_modules` must name at least one module, got ()")
         self.top_layers  # noqa: B018 - validates `lora_layers`
+        _check_choice("alpha_policy", self.alpha_policy, ALPHA_POLICIES)
+        _check_choice("init", self.init, INITS)
+        if self.layer_groups < 1:
+            raise ConfigError(f"`layer_groups` must be >= 1, got {self.layer_groups!r}")
+        if not self.scopes:
+            raise ConfigError("`scopes` must name at least one scope, got ()")
+        for scope in self.scopes:
+            self.parse_scope(scope)
 
     @property
     def top_layers(self) -> int | None:
         """The k of ``lora_layers: top-<k>``, or ``None`` for ``all``."""
-        if self.lora_layers == "all":
-            return None
-        prefix, _, k = self.lora_layers.partition("-")
-        if prefix != "top" or not k.isdigit() or int(k) < 1:
+        k = _top_k(self.lora_layers)
+        if k is False:
             raise ConfigError(
                 f"`lora_layers` must be {_LORA_LAYERS_HELP}, got {self.lora_layers!r}")
-        return int(k)
+        return k
+
+    def parse_scope(self, scope: str) -> tuple[int | None, tuple[str, ...]]:
+        """``(k, modules)`` of a `scopes` entry: k of ``top-<k>`` (``None``: every LoRA layer).
+
+        Raises:
+            ConfigError: the entry is malformed or names a module outside `target_modules`.
+        """
+        layers, _, modules = scope.partition(":")
+        names = tuple(modules.split("+")) if modules else self.target_modules
+        k = _top_k(layers)
+        if k is False or not names or not set(names) <= set(self.target_modules):
+            raise ConfigError(f"`scopes` entries must be '<layers>' or '<layers>:<module>+...' "
+                              f"with layers {_LORA_LAYERS_HELP} and modules among "
+                              f"{list(self.target_modules)}, got {scope!r}")
+        return k, names
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> EnvConfig:
@@ -165,6 +212,14 @@ def resolve_config(config: str | Path | Mapping | EnvConfig | None = None, **ove
     else:
         raise ConfigError(f"`config` must be a YAML path, a dict or an EnvConfig, got {config!r}")
     return base.replace(**overrides) if overrides else base
+
+
+def _top_k(layers: str) -> int | None | bool:
+    """The k of ``top-<k>``, None for ``all``, False when `layers` is neither."""
+    if layers == "all":
+        return None
+    prefix, _, k = layers.partition("-")
+    return int(k) if prefix == "top" and k.isdigit() and int(k) >= 1 else False
 
 
 def _check_choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:

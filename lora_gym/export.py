@@ -2,11 +2,15 @@
 
 The folder is what ``PeftModel.save_pretrained`` writes (``adapter_config.json`` +
 ``adapter_model.safetensors``), with the task's classification head saved through PEFT's
-``modules_to_save`` and per-layer ranks through ``rank_pattern``, plus ``lora_gym.json`` (task,
+``modules_to_save`` and per-layer ranks and alphas through ``rank_pattern`` / ``alpha_pattern``
+(``use_rslora`` for ``alpha_policy: rslora``), plus ``lora_gym.json`` (task,
 label names, base model, max length). It loads with
 ``PeftModel.from_pretrained(AutoModelForSequenceClassification.from_pretrained(base,
 num_labels=n), folder)``; `load_adapter` does exactly that (and rebuilds the in-process
 ``tiny-bert`` base, which has no folder of its own).
+
+PiSSA / OLoRA adapters live on a residual base; they are exported as the equivalent plain LoRA
+on the original base (see `_factors`), so the folder loads on the unmodified model like any other.
 """
 
 from __future__ import annotations
@@ -14,12 +18,12 @@ from __future__ import annotations
 import copy
 import json
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
 
 from lora_gym import lora
+from lora_gym.config import SVD_INITS, EnvConfig
 from lora_gym.models import TINY_MODEL, load_base
 
 
@@ -34,37 +38,59 @@ def _with_head(model: str, num_labels: int, label_names: tuple[str, ...]):
     return net
 
 
-def _lora_config(layers: dict[str, Any], target_modules: list[str], alpha_policy: str):
+def _lora_config(factors: dict[str, tuple], config: EnvConfig):
     from peft import LoraConfig
 
-    first = next(iter(layers.values()))
+    ranks = {name: a.shape[0] for name, (a, _, _) in factors.items()}
+    alphas = {name: alpha for name, (_, _, alpha) in factors.items()}
+    first = next(iter(factors))
     return LoraConfig(
-        r=first.r[lora.ADAPTER], lora_alpha=first.lora_alpha[lora.ADAPTER],
-        use_rslora=alpha_policy == "rslora", target_modules=target_modules, lora_dropout=0.0,
-        modules_to_save=["classifier"],
-        rank_pattern={name: layer.r[lora.ADAPTER] for name, layer in layers.items()},
-        alpha_pattern={name: layer.lora_alpha[lora.ADAPTER] for name, layer in layers.items()})
+        r=ranks[first], lora_alpha=alphas[first], use_rslora=config.alpha_policy == "rslora",
+        target_modules=list(config.target_modules), lora_dropout=0.0,
+        modules_to_save=["classifier"], rank_pattern=ranks, alpha_pattern=alphas)
+
+
+def _factors(layer: nn.Module, original: torch.Tensor, config: EnvConfig
+             ) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """``(A, B, lora_alpha)`` of a standard LoRA on the original base weight equal to the layer.
+
+    Random inits: the live A and B. PiSSA / OLoRA: the exact change ``W_res + s·B@A - W`` of the
+    weight, factored by SVD at its numerical rank (at most 2r after a plain fine-tune), as PEFT's
+    ``path_initial_model_for_weight_conversion`` turns such adapters into plain LoRA.
+    """
+    a, b = layer.lora_A[lora.ADAPTER].weight, layer.lora_B[lora.ADAPTER].weight
+    if config.init not in SVD_INITS:
+        return a, b, layer.lora_alpha[lora.ADAPTER]
+    residual = layer.get_base_layer().weight.double()
+    change = residual + layer.scaling[lora.ADAPTER] * (b.double() @ a.double()) - original.double()
+    u, sigma, vh = torch.linalg.svd(change, full_matrices=False)
+    tol = 1e-6 * torch.linalg.matrix_norm(original.double(), ord=2)
+    rank = max(1, int((sigma > tol).sum()))
+    root = (sigma[:rank] / lora.scaling(rank, config.lora_alpha, config.alpha_policy)).sqrt()
+    alpha = 2.0 * rank if config.alpha_policy == "2r" else config.lora_alpha
+    return (root[:, None] * vh[:rank]).float(), (u[:, :rank] * root).float(), alpha
 
 
 @torch.no_grad()
-def export_adapter(net: nn.Module, model: str, task, target_modules: list[str],
-                   max_length: int, path: str | Path, alpha_policy: str = "fixed") -> Path:
-    """Write the adapter and head of `net` (a model with injected LoRA layers) to `path`."""
+def export_adapter(net: nn.Module, config: EnvConfig, task, path: str | Path) -> Path:
+    """Write the adapter and head of `net` (a session's model, built from `config`) to `path`."""
     from peft import get_peft_model
 
     path = Path(path)
     layers = {name: m for name, m in net.named_modules() if m in lora.lora_layers(net)}
-    fresh = _with_head(model, task.num_classes, task.label_names)
-    peft_model = get_peft_model(fresh, _lora_config(layers, target_modules, alpha_policy))
+    fresh = _with_head(config.model, task.num_classes, task.label_names)
+    originals = {name: m.weight for name, m in fresh.named_modules() if name in layers}
+    factors = {name: _factors(layer, originals[name], config) for name, layer in layers.items()}
+    peft_model = get_peft_model(fresh, _lora_config(factors, config))
     targets = {name: m for name, m in fresh.named_modules() if name in layers}
-    for name, layer in layers.items():
-        for part in ("lora_A", "lora_B"):
-            getattr(targets[name], part)[lora.ADAPTER].weight.copy_(
-                getattr(layer, part)[lora.ADAPTER].weight)
+    for name, (a, b, _) in factors.items():
+        targets[name].lora_A[lora.ADAPTER].weight.copy_(a)
+        targets[name].lora_B[lora.ADAPTER].weight.copy_(b)
     fresh.classifier.modules_to_save[lora.ADAPTER].load_state_dict(net.classifier.state_dict())
     peft_model.save_pretrained(path)
-    meta = {"model": model, "task": task.name, "label_names": list(task.label_names),
-            "max_length": max_length}
+    meta = {"model": config.model, "task": task.name, "label_names": list(task.label_names),
+            "max_length": config.max_length, "init": config.init,
+            "alpha_policy": config.alpha_policy}
     (path / "lora_gym.json").write_text(json.dumps(meta, indent=1))
     return path
 

@@ -8,8 +8,12 @@ adapter if the rank changed, trains K optimizer steps and evaluates on the fixed
 Conventions:
 * The model always runs with dropout disabled (``eval()`` mode): the base is frozen, the LoRA
   dropout is 0, so a training step is a deterministic function of the batch and the weights.
-* Optimizer (AdamW): when the rank changes, the moments of the resized LoRA tensors are reset
-  (the tensors are new); the head's moments are carried over.
+* Optimizer (AdamW) over the trainable parameters: when a rank changes, the moments of the
+  resized LoRA tensors are reset (the tensors are new) and the others' are carried over; when the
+  trainable scope changes (`set_active`), newly trainable tensors start with fresh moments (and
+  AdamW's bias correction from step 1), frozen ones leave the optimizer and lose theirs.
+* LoRA layers, per-layer ranks, trainable scope and the base weights PiSSA/OLoRA rewrite are held
+  by an `AdapterManager` (`lora_gym.adapter`).
 
 Speed (none of it changes what is computed, beyond float rounding):
 * token ids come from a disk cache, batches are padded to their longest example
@@ -41,6 +45,7 @@ from torch import nn
 from torch.profiler import record_function
 
 from lora_gym import lora, prefix_cache
+from lora_gym.adapter import AdapterManager
 from lora_gym.config import EnvConfig
 from lora_gym.encoding import EncodedSplit, collate, encode, encode_task, task_fingerprint
 from lora_gym.errors import ConfigError, LoRAGymWarning
@@ -110,6 +115,7 @@ class FineTuneSession:
         if not lora.lora_layers(net):
             raise ValueError(f"`target_modules` {list(config.target_modules)} match no linear "
                              f"module of model {config.model!r}")
+        self.adapter = AdapterManager(net, config)
         self._bert_like = prefix_cache.supports(net)
         self.prefix_layer = self._prefix_layer(net)
         """First layer run on cached activations (``None``: every layer runs)."""
@@ -162,9 +168,8 @@ class FineTuneSession:
             head.bias.zero_()
         self.net.classifier = head
         self.net.num_labels = task.num_classes
-        lora.reset_adapter(self.net, self.config.ranks[0], self.config.lora_alpha,
-                           self._generator)
-        self.rank = self.config.ranks[0]
+        self.adapter.reset(self.config.ranks[0], self._generator)
+        self.rank: int | tuple[int, ...] = self.config.ranks[0]
         self.optimizer = self._new_optimizer(carry_from=None)
         metrics = self._evaluate(math.nan, untrained_key=key)
         self.features = self._features(task, metrics.accuracy)
@@ -227,13 +232,23 @@ class FineTuneSession:
                     opt.state[p] = carry_from.state[p]
         return opt
 
-    def set_rank(self, rank: int) -> None:
-        """Change the adapter's rank, keeping ΔW (see `lora_gym.lora`)."""
+    def set_rank(self, rank: int | tuple[int, ...]) -> None:
+        """Change the rank keeping ΔW (`lora_gym.lora`): one for all, or one per layer group."""
         if rank == self.rank:
             return
-        lora.resize_adapter(self.net, rank, self.config.lora_alpha, self._generator)
+        if isinstance(rank, int):
+            ranks = dict.fromkeys(self.adapter.layers, rank)
+        else:
+            groups = self.adapter.groups(len(rank))
+            ranks = {name: r for group, r in zip(groups, rank, strict=True) for name in group}
+        self.adapter.resize(ranks, self._generator)
         self.rank = rank
         self.optimizer = self._new_optimizer(carry_from=self.optimizer)
+
+    def set_active(self, names) -> None:
+        """Make exactly the LoRA layers `names` trainable, the others frozen (module docstring)."""
+        if self.adapter.set_active(names):
+            self.optimizer = self._new_optimizer(carry_from=self.optimizer)
 
     def _next_batch(self) -> np.ndarray:
         size = self.config.batch_size
@@ -243,7 +258,7 @@ class FineTuneSession:
         batch, self._order = self._order[:size], self._order[size:]
         return batch
 
-    def train(self, rank: int, lr: float, steps: int) -> SegmentResult:
+    def train(self, rank: int | tuple[int, ...], lr: float, steps: int) -> SegmentResult:
         """Resize to `rank`, then train `steps` optimizer steps at learning rate `lr`."""
         self.set_rank(rank)
         for group in self.optimizer.param_groups:

@@ -8,7 +8,14 @@ policy (`ALPHA_POLICIES`): ``fixed`` s = alpha / r (PEFT's default), ``rslora`` 
   `INIT_STRATEGIES`), ``B' = [B, 0] · s / s'`` so that ``s' · B' @ A' == s · B @ A`` exactly.
 * **Shrink** r -> r'' <= r: ``s · B @ A = U Σ Vᵀ`` (truncated SVD), ``B'' = U_r'' √(Σ_r''/s'')``,
   ``A'' = √(Σ_r''/s'') V_r''ᵀ``, so ``s'' · B'' @ A'' = U_r'' Σ_r'' V_r''ᵀ``: ΔW loses only the
-  dropped singular values (none when r'' = r).
+  dropped singular values (none when r'' = r). An adapter that never trained (B = 0) keeps its
+  first r'' rows of A instead, so that it can still learn.
+
+With the base-derived inits `SVD_INITS` (PEFT's PiSSA and OLoRA) the adapter holds part of the
+base weight W and the base layer holds the residual ``W_res = W - s · B @ A``. There a resize keeps
+the layer's weight ``W_res + s · B @ A`` exactly: growing moves the residual's next r' - r
+directions (its top singular directions for PiSSA, its first QR columns for OLoRA) into the
+adapter; shrinking folds the dropped singular directions of ``s · B @ A`` back into W_res.
 """
 
 from __future__ import annotations
@@ -18,13 +25,18 @@ import math
 import torch
 from torch import nn
 
+from lora_gym.config import ALPHA_POLICIES, RANDOM_INITS, SVD_INITS
+
+__all__ = ["ADAPTER", "ALPHA_POLICIES", "INIT_STRATEGIES", "SVD_INITS", "current_rank",
+           "delta_weight", "init_a", "lora_layers", "reset_adapter", "reset_layer",
+           "resize_adapter", "resize_layer", "scaling"]
+
 ADAPTER = "default"
-INIT_STRATEGIES = ("kaiming", "gaussian", "orthogonal")
+INIT_STRATEGIES = RANDOM_INITS
 """How A (and new rows of A) is drawn; B starts at zero in every case, so ΔW starts at 0.
 ``kaiming``: PEFT's default Kaiming-uniform (a = √5); ``gaussian``: N(0, 1/r²) like PEFT's
 ``init_lora_weights="gaussian"``; ``orthogonal``: orthonormal rows (scaled to Kaiming's norm),
 new rows orthogonal to the existing ones when the rank grows."""
-ALPHA_POLICIES = ("fixed", "rslora", "2r")
 
 
 def scaling(rank: int, alpha: float, policy: str = "fixed") -> float:
@@ -93,31 +105,83 @@ def init_a(rank: int, in_features: int, generator: torch.Generator, init: str = 
 
 def reset_layer(layer: nn.Module, rank: int, alpha: float, generator: torch.Generator,
                 init: str = "kaiming", alpha_policy: str = "fixed") -> None:
-    """Give a layer a fresh adapter: random A, zero B (ΔW = 0)."""
+    """Give a layer a fresh adapter: random A, zero B (ΔW = 0), or PEFT's PiSSA / OLoRA init.
+
+    PiSSA and OLoRA (`SVD_INITS`) turn the base layer's weight into the residual; call them on the
+    original base weight (the fine-tune session restores it at every reset).
+    """
     in_f = layer.lora_A[ADAPTER].in_features
     out_f = layer.lora_B[ADAPTER].out_features
-    _set_weights(layer, init_a(rank, in_f, generator, init), torch.zeros(out_f, rank), alpha,
-                 alpha_policy)
+    if init not in SVD_INITS:
+        _set_weights(layer, init_a(rank, in_f, generator, init), torch.zeros(out_f, rank),
+                     alpha, alpha_policy)
+        return
+    _check_svd_rank(rank, in_f, out_f, init)
+    _set_weights(layer, torch.zeros(rank, in_f), torch.zeros(out_f, rank), alpha, alpha_policy)
+    with torch.no_grad():
+        if init == "pissa":
+            layer.pissa_init(ADAPTER, "pissa")
+        else:
+            layer.olora_init(ADAPTER)
+
+
+def _check_svd_rank(rank: int, in_f: int, out_f: int, init: str) -> None:
+    if rank > min(in_f, out_f):
+        raise ValueError(f"`init` {init!r} needs rank <= min(in, out) = {min(in_f, out_f)} for "
+                         f"every adapted layer, got rank {rank}")
+
+
+def _from_residual(layer: nn.Module, k: int, scale: float, init: str
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Move the residual's next `k` directions into new adapter factors ``(B_k, A_k)``.
+
+    PiSSA: the top-k singular triplets of W_res split as PEFT does (√(σ/s) on each side); OLoRA:
+    the first k columns of W_res's QR, as PEFT's ``olora_init``. ``W_res -= s · B_k @ A_k``.
+    """
+    weight = layer.get_base_layer().weight
+    residual = weight.detach().double()
+    if init == "pissa":
+        u, sigma, vh = torch.linalg.svd(residual, full_matrices=False)
+        root = (sigma[:k] / scale).sqrt()
+        b_k, a_k = u[:, :k] * root, root[:, None] * vh[:k]
+    else:
+        q, r = torch.linalg.qr(residual)
+        b_k, a_k = q[:, :k], r[:k]
+    weight.data -= (scale * (b_k @ a_k)).to(weight.dtype)
+    return b_k.float(), a_k.float()
 
 
 @torch.no_grad()
 def resize_layer(layer: nn.Module, rank: int, alpha: float, generator: torch.Generator,
                  init: str = "kaiming", alpha_policy: str = "fixed") -> None:
-    """Change a LoRA layer's rank keeping ΔW (grow: exactly; shrink: best rank-r approximation)."""
+    """Change a LoRA layer's rank keeping ΔW (grow: exactly; shrink: best rank-r approximation).
+
+    With `SVD_INITS` the layer's weight ``W_res + s · B @ A`` is kept exactly (module docstring).
+    """
     a = layer.lora_A[ADAPTER].weight.detach()
     b = layer.lora_B[ADAPTER].weight.detach()
     old_rank, old_scale = a.shape[0], layer.scaling[ADAPTER]
     new_scale = scaling(rank, alpha, alpha_policy)
     if rank > old_rank:
-        new_rows = init_a(rank - old_rank, a.shape[1], generator, init, existing=a)
+        if init in SVD_INITS:
+            _check_svd_rank(rank, a.shape[1], b.shape[0], init)
+            new_b, new_rows = _from_residual(layer, rank - old_rank, new_scale, init)
+        else:
+            new_rows = init_a(rank - old_rank, a.shape[1], generator, init, existing=a)
+            new_b = b.new_zeros(b.shape[0], rank - old_rank)
         a_new = torch.cat([a, new_rows], dim=0)
-        b_new = torch.cat([b * (old_scale / new_scale), b.new_zeros(b.shape[0], rank - old_rank)],
-                          dim=1)
+        b_new = torch.cat([b * (old_scale / new_scale), new_b], dim=1)
+    elif not b.any():  # never trained: ΔW = 0 has no directions to keep, keep A's rows alive
+        a_new, b_new = a[:rank].clone(), b[:, :rank].clone()
     else:
-        u, s, vh = torch.linalg.svd((old_scale * (b @ a)).double(), full_matrices=False)
+        delta = (old_scale * (b @ a)).double()
+        u, s, vh = torch.linalg.svd(delta, full_matrices=False)
         root = (s[:rank] / new_scale).sqrt()  # split Σ/s'' evenly between B and A
         b_new = (u[:, :rank] * root).float()
         a_new = (root[:, None] * vh[:rank]).float()
+        if init in SVD_INITS:  # the dropped directions go back into the residual base weight
+            weight = layer.get_base_layer().weight
+            weight.data += (delta - new_scale * (b_new.double() @ a_new.double())).to(weight.dtype)
     _set_weights(layer, a_new, b_new, alpha, alpha_policy)
 
 

@@ -73,9 +73,22 @@ OBSERVATION_SPEC: tuple[tuple[str, float, float], ...] = (
     ("p90_length", 0.0, 1.0),
     ("untrained_accuracy", 0.0, 1.0),
 )
-OBSERVATION_NAMES: tuple[str, ...] = tuple(name for name, _, _ in OBSERVATION_SPEC)
-OBS_LOW = np.array([low for _, low, _ in OBSERVATION_SPEC], dtype=np.float32)
-OBS_HIGH = np.array([high for _, _, high in OBSERVATION_SPEC], dtype=np.float32)
+ObservationSpec = tuple[tuple[str, float, float], ...]
+
+
+def spec_names(spec: ObservationSpec) -> tuple[str, ...]:
+    """The entry names of an observation spec, in order."""
+    return tuple(name for name, _, _ in spec)
+
+
+def spec_bounds(spec: ObservationSpec) -> tuple[np.ndarray, np.ndarray]:
+    """``(low, high)`` float32 arrays of an observation spec."""
+    return (np.array([low for _, low, _ in spec], dtype=np.float32),
+            np.array([high for _, _, high in spec], dtype=np.float32))
+
+
+OBSERVATION_NAMES: tuple[str, ...] = spec_names(OBSERVATION_SPEC)
+OBS_LOW, OBS_HIGH = spec_bounds(OBSERVATION_SPEC)
 
 
 @dataclass(frozen=True)
@@ -93,8 +106,12 @@ class TaskFeatures:
     untrained_accuracy: float
 
 
-def build_observation(values: dict[str, float], features: TaskFeatures) -> np.ndarray:
-    """The one place observations are made: finite, clipped to the documented bounds."""
+def build_observation(values: dict[str, float], features: TaskFeatures,
+                      spec: ObservationSpec = OBSERVATION_SPEC) -> np.ndarray:
+    """The one place observations are made: finite, clipped to the documented bounds.
+
+    `spec` is `OBSERVATION_SPEC`, or for the env variants it followed by their own entries.
+    """
     raw = {
         **values,
         "log10_train_size": math.log10(max(features.train_size, 1)),
@@ -104,11 +121,12 @@ def build_observation(values: dict[str, float], features: TaskFeatures) -> np.nd
         "p90_length": features.p90_length,
         "untrained_accuracy": features.untrained_accuracy,
     }
-    obs = np.array([raw[name] for name in OBSERVATION_NAMES], dtype=np.float64)
+    names = spec_names(spec)
+    low, high = spec_bounds(spec)
+    obs = np.array([raw[name] for name in names], dtype=np.float64)
     # A diverged fine-tune yields NaN/inf metrics: losses read as the cap, scores as 0.
     obs = np.nan_to_num(obs, nan=0.0, posinf=LOSS_CAP, neginf=0.0)
     for name in ("val_loss", "train_loss"):
-        i = OBSERVATION_NAMES.index(name)
         if not math.isfinite(values.get(name, 0.0)):
-            obs[i] = LOSS_CAP
-    return np.clip(obs, OBS_LOW, OBS_HIGH).astype(np.float32)
+            obs[names.index(name)] = LOSS_CAP
+    return np.clip(obs, low, high).astype(np.float32)

@@ -59,12 +59,18 @@ _STEP_COLUMNS = ("task", "model", "config_hash", "episode_seed", "prefix", "step
                  *METRIC_NAMES, "rank", "lr", "cost", "cost_so_far", "diverged", "wall_time_s")
 
 
+NEW_FIELD_DEFAULTS: tuple[str, ...] = ("alpha_policy", "init", "layer_groups", "scopes")
+"""Fields added after tables were recorded: left out of `config_hash` while they equal their
+default (the value every older row was computed with), so existing tables keep their hashes."""
+
+
 def outcome_config(config: EnvConfig) -> dict[str, Any]:
     """The config fields that change a step's outcome, with numbers normalised (2 -> 2.0)."""
     hints = typing.get_type_hints(EnvConfig)
+    defaults = EnvConfig().to_dict()
     out: dict[str, Any] = {"env_id": OUTCOME_ENV_ID}
     for name, value in config.to_dict().items():
-        if name in EXCLUDED_FIELDS:
+        if name in EXCLUDED_FIELDS or (name in NEW_FIELD_DEFAULTS and value == defaults[name]):
             continue
         if hints[name] is float:
             value = float(value)

@@ -14,7 +14,14 @@ from lora_gym.config import EnvConfig, resolve_config
 from lora_gym.cost import segment_cost
 from lora_gym.metrics import Metrics
 from lora_gym.rewards import evaluate_reward, resolve_reward
-from lora_gym.spaces import COST_CAP, OBS_HIGH, OBS_LOW, OBSERVATION_NAMES, ActionGrid
+from lora_gym.spaces import (
+    COST_CAP,
+    OBSERVATION_SPEC,
+    ActionGrid,
+    ObservationSpec,
+    spec_bounds,
+    spec_names,
+)
 from lora_gym.spaces import build_observation as _build_observation
 
 
@@ -112,6 +119,9 @@ class LoRATuningEnv(gym.Env):
 
     ## Registered Configurations
     * ``LoRATune-v0``: the embedded default (MiniLM, default task set, train split).
+    * Variants on the same engine: ``LoRATunePerLayer-v0`` (a rank per layer group,
+      `lora_gym.envs.per_layer`) and ``LoRATuneScope-v0`` (which modules train,
+      `lora_gym.envs.scope`).
 
     ## Version History
     * v0: Initial version: (rank, lr) grid actions, continue semantics, weight-preserving resize.
@@ -126,9 +136,11 @@ class LoRATuningEnv(gym.Env):
                              f"None, got {render_mode!r}")
         self.render_mode = render_mode
         self.grid = ActionGrid(self.config.ranks, self.config.learning_rates)
-        self.action_space = spaces.Discrete(len(self.grid))
-        self.observation_space = spaces.Box(OBS_LOW, OBS_HIGH, dtype=np.float32)
-        self.observation_names = OBSERVATION_NAMES
+        self.action_space = self._action_space()
+        spec = OBSERVATION_SPEC + self._extra_observation_spec()
+        self.observation_space = spaces.Box(*spec_bounds(spec), dtype=np.float32)
+        self.observation_names = spec_names(spec)
+        self._observation_spec = spec
         self._reward_fn = resolve_reward(self.config.reward_fn)
         self._task_set = None  # loaded lazily on the first reset: no file or torch work here
         self._session = None
@@ -170,8 +182,9 @@ class LoRATuningEnv(gym.Env):
         started = time.perf_counter()
         self.task = load_task(spec)
         self._metrics = self.session.start(self.task, self._episode_seed)
-        self._t, self._cost, self._rank, self._lr = 0, 0.0, self.config.ranks[0], None
+        self._t, self._cost, self._rank, self._lr = 0, 0.0, self.session.rank, None
         self._delta = 0.0
+        self._on_reset()
         info = self._info(time.perf_counter() - started)
         return self._observation(), info
 
@@ -180,10 +193,10 @@ class LoRATuningEnv(gym.Env):
         assert self._t is not None, "call reset() before step()"
         assert self.action_space.contains(action), f"invalid action {action!r}"
         started = time.perf_counter()
-        rank, lr = self.grid.decode(int(action))
+        rank, lr = self._apply_action(action)
         prev = self._metrics
         segment = self.session.train(rank, lr, self.config.steps_per_action)
-        cost = segment_cost(segment.tokens, rank, self.config)
+        cost = segment_cost(segment.tokens, self.session.adapter.trainable_rank(), self.config)
         self._t += 1
         self._cost += cost
         self._rank, self._lr = rank, lr
@@ -199,7 +212,7 @@ class LoRATuningEnv(gym.Env):
         terminated = segment.diverged
         truncated = not terminated and self._t >= self.config.episode_length
         info = self._info(time.perf_counter() - started, cost=cost, diverged=segment.diverged,
-                          reward_components=components)
+                          reward_components=components, **self._extra_info())
         return self._observation(), float(reward), terminated, truncated, info
 
     def render(self) -> str | None:
@@ -218,22 +231,51 @@ class LoRATuningEnv(gym.Env):
         from lora_gym.export import export_adapter
 
         assert self._t is not None, "call reset() before save_adapter()"
-        return export_adapter(self.session.net, self.config.model, self.task,
-                              list(self.config.target_modules), self.config.max_length, path)
+        return export_adapter(self.session.net, self.config, self.task, path)
+
+    def uniform_action(self, rank: int, lr: float) -> Any:
+        """The action that trains every candidate module at `rank` with `lr` (both on the grid)."""
+        return self.grid.encode(rank, lr)
+
+    # -- hooks of the variants -------------------------------------------------------------------
+    def _action_space(self) -> spaces.Space:
+        return spaces.Discrete(len(self.grid))
+
+    def _extra_observation_spec(self) -> ObservationSpec:
+        """Entries after `OBSERVATION_SPEC` (their values come from `_observation_values`)."""
+        return ()
+
+    def _on_reset(self) -> None:
+        """Called at the end of `reset`, after the session started the episode."""
+
+    def _apply_action(self, action) -> tuple[Any, float]:
+        """Apply what the action sets besides rank and lr; return ``(rank, lr)`` for the session."""
+        return self.grid.decode(int(action))
+
+    def _rank_position(self) -> float:
+        return self.grid.rank_position(self._rank)
+
+    def _extra_info(self) -> dict[str, Any]:
+        return {}
 
     # -- helpers -----------------------------------------------------------------------------------
     def _observation(self) -> np.ndarray:
+        return _build_observation(self._observation_values(), self.session.features,
+                                  self._observation_spec)
+
+    def _observation_values(self) -> dict[str, float]:
+        """Every value an observation entry may read (the spec picks its entries)."""
         m = self._metrics
         lr_pos = self.grid.lr_position(self._lr) if self._lr is not None else 0.0
-        values = {
+        return {
             "val_accuracy": m.accuracy, "val_macro_f1": m.f1, "val_loss": m.val_loss,
             "train_loss": 0.0 if self._t == 0 else m.train_loss,
             "delta_accuracy": self._delta,
             "cost_so_far": min(self._cost / self.config.episode_length, COST_CAP),
             "steps_left": 1.0 - self._t / self.config.episode_length,
-            "rank_position": self.grid.rank_position(self._rank), "lr_position": lr_pos,
+            "rank_position": self._rank_position(), "lr_position": lr_pos,
+            "trainable_rank": self.session.adapter.trainable_rank() / max(self.config.ranks),
         }
-        return _build_observation(values, self.session.features)
 
     def _info(self, wall_time: float, **extra: Any) -> dict[str, Any]:
         info = {"task": self.task.name, "step": self._t, "rank": self._rank, "lr": self._lr,
