@@ -55,7 +55,7 @@ class EnvConfig:
     """Batch size of validation passes."""
     target_modules: tuple[str, ...] = ("query", "value")
     """Names of the linear modules LoRA adapts (PEFT ``target_modules``)."""
-    lora_layers: str = "all"
+    lora_layers: str = "top-2"
     """Which transformer layers carry LoRA: ``all`` or ``top-<k>`` (the last k layers)."""
     lora_alpha: float = 16.0
     """LoRA alpha; the update is scaled by ``lora_alpha / rank`` (see `alpha_policy`)."""

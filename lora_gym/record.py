@@ -162,6 +162,8 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--algo", default="ppo", choices=SB3_ALGOS, help="the agent's algorithm")
     parser.add_argument("--split", default="train", choices=("train", "test", "all"),
                         help="which tasks of the task set")
+    parser.add_argument("--tasks", nargs="*", default=None,
+                        help="only these tasks of the split (default: all of them)")
     parser.add_argument("--seeds", type=int, default=1, help="reset seeds 0..N-1 per task")
 
 
@@ -175,6 +177,12 @@ def jobs_from_args(args: argparse.Namespace) -> tuple[EnvConfig, list[tuple[Poli
     grid = ActionGrid(config.ranks, config.learning_rates)
     policies = make_policies(args.policy, grid, config.episode_length, args.agent, args.algo)
     tasks = [t.name for t in load_task_set(config.task_set).tasks(args.split)]
+    if args.tasks:
+        unknown = sorted(set(args.tasks) - set(tasks))
+        if unknown:
+            raise ValueError(f"--tasks {unknown} are not {args.split!r} tasks of task set "
+                             f"{config.task_set!r}: {tasks}")
+        tasks = [t for t in tasks if t in args.tasks]
     return config, [(p, t, s) for p in policies for t in tasks for s in range(args.seeds)]
 
 

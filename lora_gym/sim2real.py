@@ -96,6 +96,16 @@ def summarise(pairs: list[EpisodePair]) -> dict[str, float]:
             "table_fraction": float(np.mean([p.table_fraction for p in pairs]))}
 
 
+def print_pairs(pairs: list[EpisodePair]) -> None:
+    """One line per episode pair."""
+    print(f"{'policy':<12} {'task':<16} {'seed':>4} {'ret replay':>10} {'ret live':>9} "
+          f"{'acc replay':>10} {'acc live':>9} {'table':>6}")
+    for p in pairs:
+        print(f"{p.policy:<12} {p.task:<16} {p.seed:>4} {p.replay_return:>10.4f} "
+              f"{p.live_return:>9.4f} {p.replay_final_accuracy:>10.4f} "
+              f"{p.live_final_accuracy:>9.4f} {p.table_fraction:>6.2f}")
+
+
 def main(argv: list[str] | None = None) -> None:
     """``lora-gym sim2real``: compare a policy's episodes on the replay and the live env."""
     parser = argparse.ArgumentParser(prog="lora-gym sim2real", description=main.__doc__)
@@ -110,12 +120,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     config, jobs = jobs_from_args(args)
     pairs = compare(config, jobs, args.store, args.surrogate, args.record_live)
-    print(f"{'policy':<12} {'task':<16} {'seed':>4} {'ret replay':>10} {'ret live':>9} "
-          f"{'acc replay':>10} {'acc live':>9} {'table':>6}")
-    for p in pairs:
-        print(f"{p.policy:<12} {p.task:<16} {p.seed:>4} {p.replay_return:>10.4f} "
-              f"{p.live_return:>9.4f} {p.replay_final_accuracy:>10.4f} "
-              f"{p.live_final_accuracy:>9.4f} {p.table_fraction:>6.2f}")
+    print_pairs(pairs)
     summary = summarise(pairs)
     print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                    for k, v in summary.items()))

@@ -203,3 +203,16 @@ def test_sim2real_compares_replay_with_live(store_path):
     assert pairs[2].table_fraction == 0.0  # fixed-3 is not recorded: the surrogate plays it
     summary = summarise(pairs)
     assert summary["episodes"] == 3 and summary["mae_final_accuracy"] >= 0.0
+
+
+def test_shipped_tiny_table_matches_the_live_env(tmp_path, monkeypatch):
+    """The live env still computes what the shipped table recorded (else: re-record it)."""
+    monkeypatch.setenv("LORA_GYM_CACHE", str(tmp_path))
+    env = gym.make("LoRATuneReplay-v0", config=TINY, miss="raise", task_split="all")
+    live = gym.make("LoRATune-v0", config=TINY, task_split="all")
+    for task in ("synth-a", "synth-c"):
+        recorded = run_episode(env, FixedPolicy(4), task, 0, episode_seed=episode_seed(0))
+        now = run_episode(live, FixedPolicy(4), task, 0)
+        assert [s["accuracy"] for s in now.trajectory] == pytest.approx(
+            [s["accuracy"] for s in recorded.trajectory], abs=1e-9)
+        assert now.episode_return == pytest.approx(recorded.episode_return, abs=1e-6)

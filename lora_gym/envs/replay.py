@@ -124,7 +124,8 @@ class LoRATuneReplayEnv(gym.Env):
     def _recorded_tasks(self) -> tuple[str, ...]:
         from lora_gym.tasks import load_task_set
 
-        split = [t.name for t in load_task_set(self.config.task_set).tasks(self.config.task_split)]
+        self.task_set = load_task_set(self.config.task_set)
+        split = [t.name for t in self.task_set.tasks(self.config.task_split)]
         names = tuple(t for t in split if t in self.index.roots)
         if not names:
             raise LookupError(f"store {str(self.store_path)!r} has no episode of the "

@@ -1,0 +1,75 @@
+"""`make demo`: the main job -- train PPO on recorded fine-tunes, compare it, check it live.
+
+1. Train PPO with ``train_agent.py`` on `LoRATuneReplay-v0`, served from the table shipped for
+   the config (by default: MiniLM on the default task set, recorded live with ``lora-gym
+   record``), on the *train* tasks; evaluation during training uses the held-out test tasks.
+2. Score PPO against the baselines (`agents.compare`) on the held-out test tasks of the replay
+   env (steps off the table come from its surrogate; ``info["source"]`` counts them).
+3. Run a few of PPO's and the default's episodes on the live `LoRATune-v0` and compare them with
+   their replay (`lora_gym.sim2real`): is what PPO learned on the table real?
+
+    .venv/bin/python -m agents.demo [--config envs_configs/tiny.yaml] [--timesteps 50000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+from agents import compare
+from lora_gym.config import resolve_config
+from lora_gym.policies import FixedPolicy, SB3Policy
+from lora_gym.spaces import ActionGrid
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command-line arguments."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--config", default=None, help="env config YAML (default: the embedded one)")
+    p.add_argument("--timesteps", type=int, default=50_000, help="PPO timesteps on the replay env")
+    p.add_argument("--seeds", type=int, default=10, help="evaluation seeds per test task")
+    p.add_argument("--live-episodes", type=int, default=1,
+                   help="live episodes per test task and policy for the sim-to-real check")
+    p.add_argument("--out", default="runs/demo", help="output folder")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Train, compare, verify live; print each stage's result."""
+    args = parse_args(argv)
+    out = Path(args.out)
+    env_kwargs = [] if args.config is None else ["--env-kwargs", f"config:'{args.config}'"]
+    print(f"== 1. PPO on LoRATuneReplay-v0 ({args.timesteps} steps)", flush=True)
+    subprocess.run([sys.executable, str(ROOT / "train_agent.py"), "--env", "LoRATuneReplay-v0",
+                    "-n", str(args.timesteps), "-f", str(out / "logs"), "-P", "--verbose", "0",
+                    "--eval-freq", "1000", "--eval-episodes", "10", *env_kwargs],
+                   check=True, cwd=ROOT)
+    run = max((out / "logs" / "ppo").glob("LoRATuneReplay-v0_*"), key=lambda p: p.stat().st_mtime)
+    agent = run / "best_model.zip"
+
+    print("\n== 2. PPO vs baselines on the held-out test tasks (replay)", flush=True)
+    compare.main(["--env", "LoRATuneReplay-v0", *env_kwargs, "--seeds", str(args.seeds),
+                  "--agent", f"ppo={agent}", "--out", str(out / "compare"), "--no-progress"])
+
+    print("\n== 3. Live check: the same episodes on LoRATune-v0", flush=True)
+    from lora_gym.sim2real import compare as sim2real
+    from lora_gym.sim2real import print_pairs, summarise
+    from lora_gym.tasks import load_task_set
+
+    config = resolve_config(args.config, task_split="test")
+    grid = ActionGrid(config.ranks, config.learning_rates)
+    policies = [SB3Policy.load(agent, name="ppo"), FixedPolicy.peft_default(grid)]
+    tasks = [t.name for t in load_task_set(config.task_set).tasks("test")]
+    jobs = [(p, t, s) for p in policies for t in tasks for s in range(args.live_episodes)]
+    pairs = sim2real(config, jobs, store=None)
+    print_pairs(pairs)
+    print(" ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+                   for k, v in summarise(pairs).items()))
+
+
+if __name__ == "__main__":
+    main()
