@@ -58,4 +58,4 @@ def test_yaml_errors_name_the_file(tmp_path):
 
 def test_top_layers():
     assert EnvConfig(lora_layers="top-2").top_layers == 2
-    assert EnvConfig().top_layers is None
+    assert EnvConfig(lora_layers="all").top_layers is None
