@@ -86,6 +86,13 @@ class AdapterManager:
         return frozenset(name for name in self.layers if layer_index(name) in depths
                          and any(name == m or name.endswith("." + m) for m in modules))
 
+    def rank_map(self, rank: int | Sequence[int]) -> dict[str, int]:
+        """Every layer's rank for one rank for all, or one per group (``groups(len(rank))``)."""
+        if isinstance(rank, int):
+            return dict.fromkeys(self.layers, rank)
+        groups = self.groups(len(rank))
+        return {name: r for group, r in zip(groups, rank, strict=True) for name in group}
+
     # -- state -----------------------------------------------------------------------------------
     def reset(self, rank: int, generator: torch.Generator) -> None:
         """Fresh adapters of `rank` in every layer, all active; base weights restored first."""

@@ -236,12 +236,7 @@ class FineTuneSession:
         """Change the rank keeping ΔW (`lora_gym.lora`): one for all, or one per layer group."""
         if rank == self.rank:
             return
-        if isinstance(rank, int):
-            ranks = dict.fromkeys(self.adapter.layers, rank)
-        else:
-            groups = self.adapter.groups(len(rank))
-            ranks = {name: r for group, r in zip(groups, rank, strict=True) for name in group}
-        self.adapter.resize(ranks, self._generator)
+        self.adapter.resize(self.adapter.rank_map(rank), self._generator)
         self.rank = rank
         self.optimizer = self._new_optimizer(carry_from=self.optimizer)
 
