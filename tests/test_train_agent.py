@@ -1,6 +1,7 @@
 """Subprocess smoke tests of train_agent.py (rl-zoo layout, resume) and agents.compare."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -62,3 +63,15 @@ def test_compare_scores_every_method_and_the_agent(trained, tmp_path):
     assert results["summary"]["oracle"]["return"] == pytest.approx(max(oracle_grid))
     for name in ("results.md", "returns.png", "accuracy_vs_cost.png", "trajectories.png"):
         assert (tmp_path / name).stat().st_size > 0
+
+
+def test_main_job_on_tiny_table(tmp_path):
+    """`make demo`'s pipeline: PPO on the replay table, comparison, live check."""
+    out = subprocess.run(
+        [sys.executable, "-m", "agents.demo", "--config", "envs_configs/tiny.yaml",
+         "--timesteps", "1000", "--seeds", "1", "--out", str(tmp_path)],
+        capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1",
+                                             "LORA_GYM_CACHE": str(tmp_path / "cache")})
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "| ppo |" in out.stdout and "spearman_returns=" in out.stdout
+    assert (tmp_path / "compare" / "results.json").is_file()
