@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> None:
     print("\n== 3. Live check: the same episodes on LoRATune-v0", flush=True)
     from lora_gym.sim2real import compare as sim2real
     from lora_gym.sim2real import print_pairs, summarise
-    from lora_gym.tasks import load_task_set
+    from lora_gym.task_sets import load_task_set
 
     config = resolve_config(args.config, task_split="test")
     grid = ActionGrid(config.ranks, config.learning_rates)

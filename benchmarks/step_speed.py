@@ -50,7 +50,8 @@ import torch  # noqa: E402
 from lora_gym.config import EnvConfig  # noqa: E402
 from lora_gym.finetune import FineTuneSession, resolve_threads  # noqa: E402
 from lora_gym.models import load_base, model_dir  # noqa: E402
-from lora_gym.tasks import load_task, load_task_set  # noqa: E402
+from lora_gym.task_sets import load_task_set  # noqa: E402
+from lora_gym.tasks import load_task  # noqa: E402
 
 
 @dataclass

@@ -169,7 +169,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
 
 def jobs_from_args(args: argparse.Namespace) -> tuple[EnvConfig, list[tuple[Policy, str, int]]]:
     """The config and the (policy, task, reset seed) episodes the arguments ask for."""
-    from lora_gym.tasks import load_task_set
+    from lora_gym.task_sets import load_task_set
 
     config = resolve_config(args.config, **parse_env_kwargs(args.env_kwargs))
     if args.seeds < 1:

@@ -11,7 +11,8 @@ from lora_gym.config import EnvConfig
 from lora_gym.encoding import EncodedSplit, collate, encode_task
 from lora_gym.errors import ConfigError, LoRAGymWarning
 from lora_gym.finetune import N_ENVS_ENV, FineTuneSession, available_cpus, resolve_threads
-from lora_gym.tasks import load_task, load_task_set
+from lora_gym.task_sets import load_task_set
+from lora_gym.tasks import load_task
 
 TINY = EnvConfig.from_yaml("envs_configs/tiny.yaml")
 ALL_MODULES = ("query", "key", "value", "attention.output.dense", "intermediate.dense",

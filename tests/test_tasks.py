@@ -11,14 +11,8 @@ import pytest
 
 from lora_gym import tasks
 from lora_gym.errors import ConfigError, TaskError, TaskSourceUnavailable
-from lora_gym.tasks import (
-    SOURCES,
-    TaskData,
-    TaskSet,
-    TaskSpec,
-    load_task,
-    load_task_set,
-)
+from lora_gym.task_sets import TaskSet, load_task_set
+from lora_gym.tasks import SOURCES, TaskData, TaskSpec, load_task
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")

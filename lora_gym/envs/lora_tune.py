@@ -151,7 +151,7 @@ class LoRATuningEnv(gym.Env):
     def task_set(self):
         """The env's `TaskSet` (loaded on first use)."""
         if self._task_set is None:
-            from lora_gym.tasks import load_task_set
+            from lora_gym.task_sets import load_task_set
 
             self._task_set = load_task_set(self.config.task_set)
         return self._task_set

@@ -122,7 +122,7 @@ class LoRATuneReplayEnv(gym.Env):
         self.source_counts = {source: 0 for source in ("table", "live", "surrogate")}
 
     def _recorded_tasks(self) -> tuple[str, ...]:
-        from lora_gym.tasks import load_task_set
+        from lora_gym.task_sets import load_task_set
 
         self.task_set = load_task_set(self.config.task_set)
         split = [t.name for t in self.task_set.tasks(self.config.task_split)]
