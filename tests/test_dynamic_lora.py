@@ -15,7 +15,8 @@ from lora_gym.errors import ConfigError
 from lora_gym.export import load_adapter
 from lora_gym.finetune import FineTuneSession
 from lora_gym.store import outcome_config
-from lora_gym.tasks import load_task, load_task_set
+from lora_gym.task_sets import load_task_set
+from lora_gym.tasks import load_task
 from tests.test_finetune import _cache_in_tmp, _keep_threads  # noqa: F401 - autouse fixtures
 
 TINY = EnvConfig.from_yaml("envs_configs/tiny.yaml").replace(lora_layers="all")
