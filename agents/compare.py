@@ -42,6 +42,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seeds", type=int, default=5, help="evaluation seeds per task")
     p.add_argument("--seed", type=int, default=0, help="first evaluation seed")
     p.add_argument("--out", default="results/compare", help="output folder")
+    p.add_argument("--export-adapters", default=None, metavar="DIR",
+                   help="live env: each method's best adapter per task to DIR/<method>/<task>")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     return p.parse_args(argv)
 
@@ -89,7 +91,8 @@ def main(argv: list[str] | None = None) -> dict:
     tasks = [t.name for t in env.unwrapped.task_set.tasks(args.split)]
     seeds = list(range(args.seed, args.seed + args.seeds))
     policies, grid, search_episodes = build_policies(env, args, tasks, seeds)
-    results = evaluate(env, policies, tasks, seeds, progress=not args.no_progress)
+    results = evaluate(env, policies, tasks, seeds, progress=not args.no_progress,
+                       export_dir=args.export_adapters)
     summary = report.summarise(results, grid)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -53,7 +53,7 @@ def test_resume_continues_in_a_new_run(trained):
 def test_compare_scores_every_method_and_the_agent(trained, tmp_path):
     agent = trained / "ppo" / "LoRATune-v0_1" / "best_model.zip"
     run("-m", "agents.compare", *TINY_KWARGS, "--seeds", "2", "--out", str(tmp_path),
-        "--agent", f"ppo={agent}", "--no-progress")
+        "--agent", f"ppo={agent}", "--no-progress", "--export-adapters", str(tmp_path / "ad"))
     results = json.loads((tmp_path / "results.json").read_text())
     methods = {"default", "random", "schedule", "best-static", "oracle", "optuna", "ppo"}
     assert set(results["summary"]) == methods
@@ -63,6 +63,8 @@ def test_compare_scores_every_method_and_the_agent(trained, tmp_path):
     assert results["summary"]["oracle"]["return"] == pytest.approx(max(oracle_grid))
     for name in ("results.md", "returns.png", "accuracy_vs_cost.png", "trajectories.png"):
         assert (tmp_path / name).stat().st_size > 0
+    for method in methods:  # the best episode's adapter of every method, as a PEFT folder
+        assert (tmp_path / "ad" / method / "synth-c" / "adapter_config.json").is_file()
 
 
 def test_main_job_on_tiny_table(tmp_path):
