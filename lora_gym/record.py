@@ -233,17 +233,14 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def cli(argv: list[str] | None = None) -> None:
-    """The ``lora-gym`` console script: ``lora-gym record ...`` or ``lora-gym sim2real ...``."""
+    """The ``lora-gym`` console script: ``lora-gym {record,sim2real,pack} ...``."""
+    from lora_gym import pack, sim2real
+
     argv = sys.argv[1:] if argv is None else argv
-    commands = ("record", "sim2real")
+    commands = {"record": main, "sim2real": sim2real.main, "pack": pack.main}
     if not argv or argv[0] not in commands:
         sys.exit(f"usage: lora-gym {{{','.join(commands)}}} [--help] ...; got {argv[:1]}")
-    if argv[0] == "record":
-        main(argv[1:])
-    else:
-        from lora_gym.sim2real import main as sim2real_main
-
-        sim2real_main(argv[1:])
+    commands[argv[0]](argv[1:])
 
 
 if __name__ == "__main__":

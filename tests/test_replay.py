@@ -1,5 +1,6 @@
 """Record -> replay on the tiny config: durable store, exact replay, miss policies, sim2real."""
 
+import json
 import os
 import signal
 import sqlite3
@@ -216,3 +217,26 @@ def test_shipped_tiny_table_matches_the_live_env(tmp_path, monkeypatch):
         assert [s["accuracy"] for s in now.trajectory] == pytest.approx(
             [s["accuracy"] for s in recorded.trajectory], abs=1e-9)
         assert now.episode_return == pytest.approx(recorded.episode_return, abs=1e-6)
+
+
+def test_pack_makes_a_shipped_table(store_path, tmp_path, monkeypatch):
+    from lora_gym.pack import pack
+    from lora_gym.table import resolve_store
+
+    monkeypatch.setenv("LORA_GYM_CACHE", str(tmp_path / "cache"))
+    meta = pack(store_path, "tiny", TINY, ["lora-gym record ..."], "test", tmp_path)
+    assert meta["rows"] == Store(store_path, readonly=True).count()
+    assert json.loads((tmp_path / "tiny.meta.json").read_text())["config_hash"] == \
+        config_hash(CONFIG)
+    path, shipped = resolve_store("tiny", CONFIG, tables_dir=tmp_path)
+    assert shipped and Store(path, readonly=True).count() == meta["rows"]
+
+
+def test_pack_refuses_a_store_of_several_configs(tmp_path):
+    from lora_gym.pack import pack
+
+    path = tmp_path / "mixed.sqlite"
+    for config in (CONFIG, CONFIG.replace(steps_per_action=1)):
+        record(config, [(FixedPolicy(0), "synth-a", 0)], str(path), progress=False)
+    with pytest.raises(ValueError, match="rows of other configs"):
+        pack(path, "mixed", TINY, [], "", tmp_path)

@@ -1,0 +1,97 @@
+r"""``lora-gym pack``: turn a recorded store into a shipped table (``.sqlite.xz`` + ``.meta.json``).
+
+The meta file says what the table holds (config, rows, tasks, episode seeds, policies), which
+library versions recorded it, and the commands that regenerate it::
+
+    lora-gym pack --store runs/default.sqlite --name default --config envs_configs/default.yaml \\
+        --recorded-with "lora-gym record --policy random schedule --split all --seeds 3" ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import lzma
+import platform
+import shutil
+import sqlite3
+import subprocess
+from pathlib import Path
+
+from lora_gym.config import resolve_config
+from lora_gym.store import Store, config_hash, library_versions, outcome_config
+from lora_gym.table import TABLES_DIR
+
+
+def git_commit() -> str:
+    """The commit of this checkout, or ``unknown``."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                             cwd=Path(__file__).parent, check=True)
+        return out.stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def pack(store: str | Path, name: str, config_ref: str | None, commands: list[str],
+         description: str, tables_dir: Path = TABLES_DIR) -> dict:
+    """Write ``<tables_dir>/<name>.sqlite.xz`` and ``<name>.meta.json``; returns the meta."""
+    config = resolve_config(config_ref)
+    chash = config_hash(config)
+    target = tables_dir / f"{name}.sqlite.xz"
+    with Store(store, readonly=True) as db:
+        rows = db.conn.execute("SELECT COUNT(*), COUNT(DISTINCT task), "
+                               "SUM(wall_time_s) FROM steps WHERE config_hash = ?",
+                               (chash,)).fetchone()
+        seeds = dict(db.conn.execute("SELECT task, COUNT(DISTINCT episode_seed) FROM steps "
+                                     "WHERE config_hash = ? GROUP BY task", (chash,)))
+        others = db.conn.execute("SELECT COUNT(*) FROM steps WHERE config_hash != ?",
+                                 (chash,)).fetchone()[0]
+    if not rows[0]:
+        raise LookupError(f"{store} has no rows of config {config_ref!r} (hash {chash})")
+    if others:
+        raise ValueError(f"{store} also holds {others} rows of other configs; a shipped table "
+                         "holds one config")
+    snapshot = target.with_suffix(".tmp")  # a consistent single-file copy (WAL folded in)
+    with sqlite3.connect(f"file:{Path(store).resolve()}?mode=ro", uri=True) as src, \
+            sqlite3.connect(snapshot) as dst:
+        src.backup(dst)
+    with open(snapshot, "rb") as f, lzma.open(target, "wb", preset=9) as out:
+        shutil.copyfileobj(f, out)
+    snapshot.unlink()
+    meta = {
+        "table": name, "file": target.name, "description": description,
+        "config": config_ref or "embedded default (envs_configs/default.yaml)",
+        "model": config.model, "task_set": config.task_set, "config_hash": chash,
+        "outcome_config": outcome_config(config), "rows": rows[0], "tasks": rows[1],
+        "episode_seeds_per_task": seeds, "recording_cpu_seconds": round(rows[2] or 0.0),
+        "versions": {**library_versions(), "python": platform.python_version(),
+                     "lora_gym_git_commit": git_commit()},
+        "packed": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "regenerate": [*commands, f"lora-gym pack --store STORE --name {name} --config "
+                       f"{config_ref or 'envs_configs/default.yaml'}"],
+        "bytes": target.stat().st_size,
+    }
+    (tables_dir / f"{name}.meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+    return meta
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``lora-gym pack``: compress a store into a shipped table with its meta file."""
+    parser = argparse.ArgumentParser(prog="lora-gym pack", description=main.__doc__)
+    parser.add_argument("--store", required=True, help="the recorded SQLite store")
+    parser.add_argument("--name", required=True, help="table name (default, tiny, ...)")
+    parser.add_argument("--config", default=None, help="env config YAML it was recorded with")
+    parser.add_argument("--recorded-with", nargs="*", default=[], metavar="COMMAND",
+                        help="the record commands, for the meta file's `regenerate`")
+    parser.add_argument("--description", default="", help="one line on what the table is")
+    parser.add_argument("--tables-dir", default=str(TABLES_DIR), help="where tables go")
+    args = parser.parse_args(argv)
+    meta = pack(args.store, args.name, args.config, args.recorded_with, args.description,
+                Path(args.tables_dir))
+    print(f"wrote {meta['file']}: {meta['rows']} rows, {meta['bytes'] / 1e6:.2f} MB")
+
+
+if __name__ == "__main__":
+    main()
