@@ -45,21 +45,25 @@ class Policy:
         return np.array([self.act(o) for o in obs]), None
 
 
-class FixedPolicy(Policy):
-    """The same action at every step."""
+def nearest_pair(grid: ActionGrid, rank: int = 8, lr: float = 1.0e-3) -> tuple[int, float]:
+    """The grid's (rank, lr) nearest to PEFT's common default r=8 with lr=1e-3 (lr in log)."""
+    return (min(grid.ranks, key=lambda x: abs(x - rank)),
+            min(grid.learning_rates, key=lambda x: abs(np.log(x / lr))))
 
-    def __init__(self, action: int, name: str | None = None) -> None:
-        self.action = int(action)
-        self.name = name or f"fixed-{self.action}"
+
+class FixedPolicy(Policy):
+    """The same action at every step (an int, or an array for `MultiDiscrete` variants)."""
+
+    def __init__(self, action: int | np.ndarray, name: str | None = None) -> None:
+        self.action = np.asarray(action) if np.ndim(action) else int(action)
+        self.name = name or f"fixed-{action}"
 
     @classmethod
-    def peft_default(cls, grid: ActionGrid, rank: int = 8, lr: float = 1.0e-3) -> FixedPolicy:
-        """PEFT's common default r=8 with lr=1e-3, or the nearest pair on the grid."""
-        r = min(grid.ranks, key=lambda x: abs(x - rank))
-        l_ = min(grid.learning_rates, key=lambda x: abs(np.log(x / lr)))
-        return cls(grid.encode(r, l_), name="default")
+    def peft_default(cls, grid: ActionGrid) -> FixedPolicy:
+        """PEFT's common default r=8, lr=1e-3 (or the nearest grid pair) on `LoRATune-v0`."""
+        return cls(grid.encode(*nearest_pair(grid)), name="default")
 
-    def act(self, obs: np.ndarray) -> int:
+    def act(self, obs: np.ndarray) -> int | np.ndarray:
         """The fixed action."""
         return self.action
 
@@ -138,13 +142,13 @@ class SB3Policy(Policy):
             obs_rms, clip = vecnorm.obs_rms, vecnorm.clip_obs
         return cls(model, obs_rms, clip_obs=clip, name=name or algo)
 
-    def act(self, obs: np.ndarray) -> int:
-        """The model's deterministic action."""
+    def act(self, obs: np.ndarray) -> int | np.ndarray:
+        """The model's deterministic action (an array for `MultiDiscrete` action spaces)."""
         if self.obs_rms is not None:
             obs = np.clip((obs - self.obs_rms.mean) / np.sqrt(self.obs_rms.var + self.epsilon),
                           -self.clip_obs, self.clip_obs).astype(np.float32)
         action, _ = self.model.predict(obs, deterministic=True)
-        return int(action)
+        return action if np.ndim(action) else int(action)
 
 
 def make_policies(kinds: list[str], grid: ActionGrid, episode_length: int,

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,8 +27,9 @@ from typing import Any
 import numpy as np
 import yaml
 
+from lora_gym.policies import FixedPolicy, Policy, SB3Policy, nearest_pair
+
 BUILTIN_POLICIES: tuple[str, ...] = ("default",)
-SB3_ALGOS: tuple[str, ...] = ("ppo", "a2c", "dqn")
 TASK_NAME = "my-data"
 
 
@@ -107,33 +107,14 @@ def make_env(args: Args, out: Path):
     return gym.make(args.env_id, config=config).unwrapped
 
 
-def load_policy(args: Args, env) -> Callable[[np.ndarray], Any]:
-    """``obs -> action`` for a built-in name or an SB3 zip."""
+def load_policy(args: Args, env) -> Policy:
+    """The built-in ``default`` (on every module) or an SB3 zip (with its observation stats)."""
     if args.agent == "default":
-        grid = env.grid
-        rank = min(grid.ranks, key=lambda r: abs(r - 8))
-        lr = min(grid.learning_rates, key=lambda x: abs(np.log(x / 1.0e-3)))
-        action = env.uniform_action(rank, lr)
-        return lambda obs: action
-    path = Path(args.agent)
-    if not path.is_file():
+        return FixedPolicy(env.uniform_action(*nearest_pair(env.grid)), name="default")
+    if not Path(args.agent).is_file():
         raise FileNotFoundError(f"`--agent` {args.agent!r} is neither a built-in policy "
                                 f"{list(BUILTIN_POLICIES)} nor an SB3 model zip")
-    if args.algo not in SB3_ALGOS:
-        raise ValueError(f"`--algo` must be one of {list(SB3_ALGOS)}, got {args.algo!r}")
-    import stable_baselines3
-    from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
-
-    model = getattr(stable_baselines3, args.algo.upper()).load(str(path), device="cpu")
-    stats = path.with_name("vecnormalize.pkl")
-    norm = VecNormalize.load(str(stats), DummyVecEnv([lambda: env])) if stats.is_file() else None
-
-    def act(obs: np.ndarray) -> Any:
-        if norm is not None:
-            obs = norm.normalize_obs(obs).astype(np.float32)
-        return model.predict(obs, deterministic=True)[0]
-
-    return act
+    return SB3Policy.load(args.agent, args.algo)
 
 
 def run(args: Args) -> dict[str, Any]:
@@ -147,7 +128,7 @@ def run(args: Args) -> dict[str, Any]:
     rows = [_row(info, reward=None)]
     terminated = truncated = False
     while not (terminated or truncated):
-        obs, reward, terminated, truncated, info = env.step(policy(obs))
+        obs, reward, terminated, truncated, info = env.step(policy.act(obs))
         rows.append(_row(info, reward))
     summary = {
         "data": str(Path(args.data).resolve()), "agent": args.agent, "env_id": args.env_id,
