@@ -29,8 +29,10 @@ demo-live: install
 test: install
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
 
+# Speed of a live step (naive vs engine) and of the replay env; not tests: numbers to quote.
 bench: install
 	HF_HUB_OFFLINE=1 $(PY) benchmarks/step_speed.py
+	HF_HUB_OFFLINE=1 $(PY) benchmarks/replay_speed.py --config envs_configs/default.yaml
 
 clean:
 	rm -rf $(VENV)
