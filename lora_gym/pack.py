@@ -65,7 +65,7 @@ def pack(store: str | Path, name: str, config_ref: str | None, commands: list[st
         "config": config_ref or "embedded default (envs_configs/default.yaml)",
         "model": config.model, "task_set": config.task_set, "config_hash": chash,
         "outcome_config": outcome_config(config), "rows": rows[0], "tasks": rows[1],
-        "episode_seeds_per_task": seeds, "recording_cpu_seconds": round(rows[2] or 0.0),
+        "episode_seeds_per_task": seeds, "recording_wall_seconds": round(rows[2] or 0.0),
         "versions": {**library_versions(), "python": platform.python_version(),
                      "lora_gym_git_commit": git_commit()},
         "packed": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
