@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> None:
 
     print("\n== 3. Live check: the same episodes on LoRATune-v0", flush=True)
     from lora_gym.sim2real import compare as sim2real
-    from lora_gym.sim2real import print_pairs, summarise
+    from lora_gym.sim2real import format_summary, print_pairs, summarise
     from lora_gym.task_sets import load_task_set
 
     config = resolve_config(args.config, task_split="test")
@@ -73,8 +73,7 @@ def main(argv: list[str] | None = None) -> None:
     jobs = [(p, t, s) for p in policies for t in tasks for s in range(args.live_episodes)]
     pairs = sim2real(config, jobs, store=args.store)
     print_pairs(pairs)
-    print(" ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
-                   for k, v in summarise(pairs).items()))
+    print(format_summary(summarise(pairs)))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 r"""``lora-gym pack``: turn a recorded store into a shipped table (``.sqlite.xz`` + ``.meta.json``).
 
-The meta file says what the table holds (config, rows, tasks, episode seeds, policies), which
+The meta file says what the table holds (config, rows, tasks, episode seeds per task), which
 library versions recorded it, and the commands that regenerate it::
 
     lora-gym pack --store runs/default.sqlite --name default --config envs_configs/default.yaml \\
@@ -48,15 +48,14 @@ def pack(store: str | Path, name: str, config_ref: str | None, commands: list[st
                                      "WHERE config_hash = ? GROUP BY task", (chash,)))
         others = db.conn.execute("SELECT COUNT(*) FROM steps WHERE config_hash != ?",
                                  (chash,)).fetchone()[0]
-    if not rows[0]:
-        raise LookupError(f"{store} has no rows of config {config_ref!r} (hash {chash})")
-    if others:
-        raise ValueError(f"{store} also holds {others} rows of other configs; a shipped table "
-                         "holds one config")
-    snapshot = target.with_suffix(".tmp")  # a consistent single-file copy (WAL folded in)
-    with sqlite3.connect(f"file:{Path(store).resolve()}?mode=ro", uri=True) as src, \
-            sqlite3.connect(snapshot) as dst:
-        src.backup(dst)
+        if not rows[0]:
+            raise LookupError(f"{store} has no rows of config {config_ref!r} (hash {chash})")
+        if others:
+            raise ValueError(f"{store} also holds {others} rows of other configs; a shipped "
+                             "table holds one config")
+        snapshot = target.with_suffix(".tmp")  # a consistent single-file copy (WAL folded in)
+        with sqlite3.connect(snapshot) as dst:
+            db.conn.backup(dst)
     with open(snapshot, "rb") as f, lzma.open(target, "wb", preset=9) as out:
         shutil.copyfileobj(f, out)
     snapshot.unlink()

@@ -96,6 +96,12 @@ def summarise(pairs: list[EpisodePair]) -> dict[str, float]:
             "table_fraction": float(np.mean([p.table_fraction for p in pairs]))}
 
 
+def format_summary(summary: dict[str, float]) -> str:
+    """``key=value`` pairs of `summarise`'s result on one line."""
+    return " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                    for k, v in summary.items())
+
+
 def print_pairs(pairs: list[EpisodePair]) -> None:
     """One line per episode pair."""
     print(f"{'policy':<12} {'task':<16} {'seed':>4} {'ret replay':>10} {'ret live':>9} "
@@ -122,8 +128,7 @@ def main(argv: list[str] | None = None) -> None:
     pairs = compare(config, jobs, args.store, args.surrogate, args.record_live)
     print_pairs(pairs)
     summary = summarise(pairs)
-    print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                   for k, v in summary.items()))
+    print(format_summary(summary))
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"summary": summary, "episodes": [asdict(p) for p in pairs]}, f, indent=1)
