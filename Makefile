@@ -24,7 +24,7 @@ demo: install
 
 # A few live episodes of LoRATune-v0, every step printed.
 demo-live: install
-	HF_HUB_OFFLINE=1 $(PY) -m lora_gym.demo
+	HF_HUB_OFFLINE=1 $(PY) -m lora_gym.cli.live_demo
 
 test: install
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q

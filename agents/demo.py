@@ -6,7 +6,7 @@
 2. Score PPO against the baselines (`agents.compare`) on the held-out test tasks of the replay
    env (steps off the table come from its surrogate; ``info["source"]`` counts them).
 3. Run a few of PPO's and the default's episodes on the live `LoRATune-v0` and compare them with
-   their replay (`lora_gym.sim2real`): is what PPO learned on the table real?
+   their replay (`lora_gym.cli.sim2real`): is what PPO learned on the table real?
 
     .venv/bin/python -m agents.demo [--config envs_configs/tiny.yaml] [--timesteps 50000]
 """
@@ -19,9 +19,9 @@ import sys
 from pathlib import Path
 
 from agents import compare
-from lora_gym.config import resolve_config
+from lora_gym.core.config import resolve_config
+from lora_gym.core.observation import ActionGrid
 from lora_gym.policies import FixedPolicy, SB3Policy
-from lora_gym.spaces import ActionGrid
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -62,9 +62,9 @@ def main(argv: list[str] | None = None) -> None:
                   "--agent", f"ppo={agent}", "--out", str(out / "compare"), "--no-progress"])
 
     print("\n== 3. Live check: the same episodes on LoRATune-v0", flush=True)
-    from lora_gym.sim2real import compare as sim2real
-    from lora_gym.sim2real import format_summary, print_pairs, summarise
-    from lora_gym.task_sets import load_task_set
+    from lora_gym.cli.sim2real import compare as sim2real
+    from lora_gym.cli.sim2real import format_summary, print_pairs, summarise
+    from lora_gym.tasks.sets import load_task_set
 
     config = resolve_config(args.config, task_split="test")
     grid = ActionGrid(config.ranks, config.learning_rates)

@@ -8,7 +8,7 @@ the same batches in the same order, this script times ``--env-steps`` env steps 
     it with PEFT ``get_peft_model``, loads the adapter, head and AdamW state of the previous step,
     trains with a ``Trainer`` (``use_cpu``, no saving, no reporting, inputs padded to
     ``max_length``) and evaluates with ``Trainer.predict``;
-(b) the env's engine (`lora_gym.finetune.FineTuneSession`) without the frozen-prefix cache;
+(b) the env's engine (`lora_gym.engine.session.FineTuneSession`) without the frozen-prefix cache;
 (c) the engine with it (only differs from (b) with ``lora_layers: top-<k>``).
 
 To compare like with like, (a) gets what the engine does by construction: dropout off (the
@@ -47,11 +47,11 @@ warnings.filterwarnings("ignore", category=FutureWarning)  # transformers/peft d
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from lora_gym.config import EnvConfig  # noqa: E402
-from lora_gym.finetune import FineTuneSession, resolve_threads  # noqa: E402
-from lora_gym.models import load_base, model_dir  # noqa: E402
-from lora_gym.task_sets import load_task_set  # noqa: E402
-from lora_gym.tasks import load_task  # noqa: E402
+from lora_gym.core.config import EnvConfig  # noqa: E402
+from lora_gym.engine.models import load_base, model_dir  # noqa: E402
+from lora_gym.engine.session import FineTuneSession, resolve_threads  # noqa: E402
+from lora_gym.tasks.loading import load_task  # noqa: E402
+from lora_gym.tasks.sets import load_task_set  # noqa: E402
 
 
 @dataclass

@@ -7,7 +7,7 @@ import pytest
 import lora_gym  # noqa: F401
 from agents import baselines, report
 from agents.evaluate import evaluate, run_episode
-from lora_gym.spaces import OBSERVATION_NAMES
+from lora_gym.core.observation import OBSERVATION_NAMES
 
 
 @pytest.fixture(scope="module")

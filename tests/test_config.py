@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from lora_gym.config import EnvConfig, resolve_config
-from lora_gym.errors import ConfigError
+from lora_gym.core.config import EnvConfig, resolve_config
+from lora_gym.core.errors import ConfigError
 
 CONFIGS = sorted(Path(__file__).parents[1].joinpath("envs_configs").glob("*.yaml"))
 

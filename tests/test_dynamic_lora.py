@@ -7,16 +7,17 @@ import torch
 from gymnasium.utils.env_checker import data_equivalence
 
 import lora_gym
-from lora_gym import encoding, lora
-from lora_gym.config import INITS, SVD_INITS, EnvConfig
+from lora_gym.core.config import INITS, SVD_INITS, EnvConfig
+from lora_gym.core.errors import ConfigError
+from lora_gym.engine import encoding
+from lora_gym.engine import resize as lora
+from lora_gym.engine.export import load_adapter
+from lora_gym.engine.session import FineTuneSession
 from lora_gym.envs.per_layer import LoRAPerLayerEnv
 from lora_gym.envs.scope import LoRAScopeEnv
-from lora_gym.errors import ConfigError
-from lora_gym.export import load_adapter
-from lora_gym.finetune import FineTuneSession
-from lora_gym.store import outcome_config
-from lora_gym.task_sets import load_task_set
-from lora_gym.tasks import load_task
+from lora_gym.replay.store import outcome_config
+from lora_gym.tasks.loading import load_task
+from lora_gym.tasks.sets import load_task_set
 from tests.test_finetune import _cache_in_tmp, _keep_threads  # noqa: F401 - autouse fixtures
 
 TINY = EnvConfig.from_yaml("envs_configs/tiny.yaml").replace(lora_layers="all")

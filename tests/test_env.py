@@ -11,7 +11,7 @@ from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import lora_gym
-from lora_gym.config import EnvConfig
+from lora_gym.core.config import EnvConfig
 from lora_gym.envs.lora_tune import LoRATuningEnv
 
 TINY = "envs_configs/tiny.yaml"

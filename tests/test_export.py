@@ -5,7 +5,7 @@ import torch
 from peft import PeftModel
 
 import lora_gym  # noqa: F401
-from lora_gym.export import load_adapter
+from lora_gym.engine.export import load_adapter
 
 
 def test_exported_adapter_reloads_with_identical_predictions(tmp_path):

@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from lora_gym import encoding, prefix_cache
-from lora_gym.config import EnvConfig
-from lora_gym.encoding import EncodedSplit, collate, encode_task
-from lora_gym.errors import ConfigError, LoRAGymWarning
-from lora_gym.finetune import N_ENVS_ENV, FineTuneSession, available_cpus, resolve_threads
-from lora_gym.task_sets import load_task_set
-from lora_gym.tasks import load_task
+from lora_gym.core.config import EnvConfig
+from lora_gym.core.errors import ConfigError, LoRAGymWarning
+from lora_gym.engine import encoding, prefix_cache
+from lora_gym.engine.encoding import EncodedSplit, collate, encode_task
+from lora_gym.engine.session import N_ENVS_ENV, FineTuneSession, available_cpus, resolve_threads
+from lora_gym.tasks.loading import load_task
+from lora_gym.tasks.sets import load_task_set
 
 TINY = EnvConfig.from_yaml("envs_configs/tiny.yaml")
 ALL_MODULES = ("query", "key", "value", "attention.output.dense", "intermediate.dense",
@@ -184,7 +184,7 @@ def test_prefix_budget_env(monkeypatch):
 
 # -- tokenisation cache ----------------------------------------------------------------------------
 def test_token_cache_round_trips_and_is_keyed(monkeypatch):
-    from lora_gym.models import load_base
+    from lora_gym.engine.models import load_base
 
     _, tokenizer = load_base("tiny-bert")
     task = tiny_task()
@@ -212,7 +212,7 @@ def test_token_cache_round_trips_and_is_keyed(monkeypatch):
 
 
 def test_token_cache_recovers_from_a_bad_file_and_an_unwritable_dir(tmp_path, monkeypatch):
-    from lora_gym.models import load_base
+    from lora_gym.engine.models import load_base
 
     _, tokenizer = load_base("tiny-bert")
     task = tiny_task()

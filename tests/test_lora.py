@@ -5,7 +5,7 @@ import torch
 from peft import LoraConfig, get_peft_model
 from transformers import BertConfig, BertForSequenceClassification
 
-from lora_gym import lora
+from lora_gym.engine import resize as lora
 
 
 def tiny_lora_model(rank: int = 4, alpha: float = 16.0):

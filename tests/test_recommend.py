@@ -1,4 +1,4 @@
-"""`python -m lora_gym.recommend`: a policy tunes a LoRA on the user's csv; adapter and summary."""
+"""`lora-gym recommend`: a policy tunes a LoRA on the user's csv; adapter and summary."""
 
 import csv
 import json
@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 import lora_gym  # noqa: F401
-from lora_gym import recommend
-from lora_gym.export import load_adapter
+from lora_gym.cli import recommend
+from lora_gym.engine.export import load_adapter
 
 TINY = "envs_configs/tiny.yaml"
 
@@ -32,7 +32,7 @@ def data(tmp_path):
 
 
 def run(*argv, timeout=300):
-    cmd = [sys.executable, "-m", "lora_gym.recommend", "--config", TINY, *map(str, argv)]
+    cmd = [sys.executable, "-m", "lora_gym.cli.recommend", "--config", TINY, *map(str, argv)]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
 
 

@@ -13,13 +13,13 @@ import numpy as np
 import pytest
 
 import lora_gym  # noqa: F401
-from lora_gym.config import resolve_config
+from lora_gym.cli.sim2real import compare, summarise
+from lora_gym.core.config import resolve_config
 from lora_gym.policies import FixedPolicy, RandomPolicy, SchedulePolicy
-from lora_gym.record import RecordingWrapper, episode_seed, record
+from lora_gym.replay.index import TableMiss
+from lora_gym.replay.recording import RecordingWrapper, episode_seed, record
+from lora_gym.replay.store import Store, config_hash
 from lora_gym.rollout import run_episode
-from lora_gym.sim2real import compare, summarise
-from lora_gym.store import Store, config_hash
-from lora_gym.table import TableMiss
 
 TINY = "envs_configs/tiny.yaml"
 CONFIG = resolve_config(TINY)
@@ -144,7 +144,8 @@ def test_config_hash_ignores_reward_and_threads():
 def test_recording_survives_a_kill_mid_run(tmp_path):
     """SIGKILL while recording: every committed row is whole, and a rerun completes the rest."""
     path = tmp_path / "killed.sqlite"
-    cmd = [sys.executable, "-m", "lora_gym.record", "--config", TINY, "--store", str(path),
+    cmd = [sys.executable, "-m", "lora_gym.replay.recording", "--config", TINY,
+           "--store", str(path),
            "--policy", "random", "--split", "all", "--seeds", "3", "--quiet"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -220,8 +221,8 @@ def test_shipped_tiny_table_matches_the_live_env(tmp_path, monkeypatch):
 
 
 def test_pack_makes_a_shipped_table(store_path, tmp_path, monkeypatch):
-    from lora_gym.pack import pack
-    from lora_gym.table import resolve_store
+    from lora_gym.cli.pack import pack
+    from lora_gym.replay.index import resolve_store
 
     monkeypatch.setenv("LORA_GYM_CACHE", str(tmp_path / "cache"))
     meta = pack(store_path, "tiny", TINY, ["lora-gym record ..."], "test", tmp_path)
@@ -233,7 +234,7 @@ def test_pack_makes_a_shipped_table(store_path, tmp_path, monkeypatch):
 
 
 def test_pack_refuses_a_store_of_several_configs(tmp_path):
-    from lora_gym.pack import pack
+    from lora_gym.cli.pack import pack
 
     path = tmp_path / "mixed.sqlite"
     for config in (CONFIG, CONFIG.replace(steps_per_action=1)):

@@ -4,10 +4,10 @@ import math
 
 import pytest
 
-from lora_gym.config import EnvConfig
-from lora_gym.errors import RewardError
-from lora_gym.metrics import Metrics
-from lora_gym.rewards import REWARDS, evaluate_reward, register_reward, resolve_reward
+from lora_gym.core.config import EnvConfig
+from lora_gym.core.errors import RewardError
+from lora_gym.core.metrics import Metrics
+from lora_gym.core.rewards import REWARDS, evaluate_reward, register_reward, resolve_reward
 
 PREV = Metrics(accuracy=0.5, f1=0.4, val_loss=1.0)
 CUR = Metrics(accuracy=0.7, f1=0.65, val_loss=0.8, train_loss=0.9)

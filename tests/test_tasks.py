@@ -9,10 +9,10 @@ import sys
 import numpy as np
 import pytest
 
-from lora_gym import tasks
-from lora_gym.errors import ConfigError, TaskError, TaskSourceUnavailable
-from lora_gym.task_sets import TaskSet, load_task_set
-from lora_gym.tasks import SOURCES, TaskData, TaskSpec, load_task
+from lora_gym.core.errors import ConfigError, TaskError, TaskSourceUnavailable
+from lora_gym.tasks import loading as tasks
+from lora_gym.tasks.loading import SOURCES, TaskData, TaskSpec, load_task
+from lora_gym.tasks.sets import TaskSet, load_task_set
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -97,7 +97,7 @@ def test_synthetic_deterministic_and_distinct() -> None:
 
 def test_synthetic_same_across_processes() -> None:
     code = (
-        "from lora_gym.tasks import TaskSpec, load_task;"
+        "from lora_gym.tasks.loading import TaskSpec, load_task;"
         "d = load_task(TaskSpec('p', 'synthetic', num_examples=40), seed=5);"
         "print(repr((d.train_texts, d.val_labels.tolist())))"
     )

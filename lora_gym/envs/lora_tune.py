@@ -10,11 +10,10 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from lora_gym.config import EnvConfig, resolve_config
-from lora_gym.cost import segment_cost
-from lora_gym.metrics import Metrics
-from lora_gym.rewards import evaluate_reward, resolve_reward
-from lora_gym.spaces import (
+from lora_gym.core.config import EnvConfig, resolve_config
+from lora_gym.core.cost import segment_cost
+from lora_gym.core.metrics import Metrics
+from lora_gym.core.observation import (
     COST_CAP,
     OBSERVATION_SPEC,
     ActionGrid,
@@ -22,7 +21,8 @@ from lora_gym.spaces import (
     spec_bounds,
     spec_names,
 )
-from lora_gym.spaces import build_observation as _build_observation
+from lora_gym.core.observation import build_observation as _build_observation
+from lora_gym.core.rewards import evaluate_reward, resolve_reward
 
 
 class LoRATuningEnv(gym.Env):
@@ -89,7 +89,7 @@ class LoRATuningEnv(gym.Env):
     ## Rewards
     By default ``Δaccuracy − λ·cost`` (``delta_acc_minus_cost``, λ = ``cost_weight`` = 0.01),
     where cost is a deterministic compute proxy of the segment (tokens × rank factor, about 1 for
-    a default step; see `lora_gym.cost`). Any reward function can be plugged in (``reward_fn``:
+    a default step; see `lora_gym.core.cost`). Any reward function can be plugged in (``reward_fn``:
     a registered name, ``package.module:function``, or a callable); its named components are in
     ``info["reward_components"]``. A diverged fine-tune earns ``-divergence_penalty``.
     With γ = 1 the return telescopes to final − initial accuracy − λ·total cost.
@@ -151,7 +151,7 @@ class LoRATuningEnv(gym.Env):
     def task_set(self):
         """The env's `TaskSet` (loaded on first use)."""
         if self._task_set is None:
-            from lora_gym.task_sets import load_task_set
+            from lora_gym.tasks.sets import load_task_set
 
             self._task_set = load_task_set(self.config.task_set)
         return self._task_set
@@ -160,7 +160,7 @@ class LoRATuningEnv(gym.Env):
     def session(self):
         """The live `FineTuneSession` (created on first use)."""
         if self._session is None:
-            from lora_gym.finetune import FineTuneSession
+            from lora_gym.engine.session import FineTuneSession
 
             self._session = FineTuneSession(self.config)
         return self._session
@@ -169,7 +169,7 @@ class LoRATuningEnv(gym.Env):
     def reset(self, *, seed: int | None = None, options: Mapping[str, Any] | None = None):
         """Start a fine-tune on a (sampled or given) task; returns ``(obs, info)``."""
         super().reset(seed=seed)
-        from lora_gym.tasks import load_task
+        from lora_gym.tasks.loading import load_task
 
         options = dict(options or {})
         unknown = sorted(set(options) - {"task"})
@@ -226,9 +226,9 @@ class LoRATuningEnv(gym.Env):
     def save_adapter(self, path) -> Any:
         """Write the current adapter and head as a standard PEFT adapter folder.
 
-        It loads back with ``PeftModel.from_pretrained`` (see `lora_gym.export`).
+        It loads back with ``PeftModel.from_pretrained`` (see `lora_gym.engine.export`).
         """
-        from lora_gym.export import export_adapter
+        from lora_gym.engine.export import export_adapter
 
         assert self._t is not None, "call reset() before save_adapter()"
         return export_adapter(self.session.net, self.config, self.task, path)

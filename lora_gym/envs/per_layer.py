@@ -7,8 +7,8 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
+from lora_gym.core.observation import ObservationSpec
 from lora_gym.envs.lora_tune import LoRATuningEnv
-from lora_gym.spaces import ObservationSpec
 
 
 class LoRAPerLayerEnv(LoRATuningEnv):

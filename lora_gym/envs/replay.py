@@ -12,13 +12,13 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from lora_gym.config import EnvConfig, resolve_config
-from lora_gym.errors import LoRAGymWarning
-from lora_gym.rewards import evaluate_reward, resolve_reward
-from lora_gym.spaces import OBS_HIGH, OBS_LOW, OBSERVATION_NAMES, ActionGrid
-from lora_gym.store import StepRecord, Store
-from lora_gym.surrogate import SURROGATE_KINDS
-from lora_gym.table import Node, TableIndex, TableMiss, resolve_store
+from lora_gym.core.config import EnvConfig, resolve_config
+from lora_gym.core.errors import LoRAGymWarning
+from lora_gym.core.observation import OBS_HIGH, OBS_LOW, OBSERVATION_NAMES, ActionGrid
+from lora_gym.core.rewards import evaluate_reward, resolve_reward
+from lora_gym.replay.index import Node, TableIndex, TableMiss, resolve_store
+from lora_gym.replay.store import StepRecord, Store
+from lora_gym.replay.surrogate import SURROGATE_KINDS
 
 MISS_POLICIES: tuple[str, ...] = ("raise", "live", "surrogate")
 
@@ -27,7 +27,7 @@ class LoRATuneReplayEnv(gym.Env):
     """`LoRATune-v0` replayed from a store of recorded live steps: same MDP, microseconds a step.
 
     ## Description
-    Every row of a store (`lora_gym.store`) is the outcome of one real live step, keyed by
+    Every row of a store (`lora_gym.replay.store`) is the outcome of one real live step, keyed by
     (task, model, config hash, episode seed, action prefix); the live env is deterministic given
     that key. This env serves those outcomes: at reset it picks a recorded task and episode seed,
     and each step looks up the episode's action prefix plus the new action. Agents train on real
@@ -81,10 +81,11 @@ class LoRATuneReplayEnv(gym.Env):
 
     ```
     ``config`` and field overrides as for `LoRATune-v0` (outcome fields must match the table's:
-    see `lora_gym.store.config_hash`); ``store``: ``None`` (the table shipped for the config's
+    see `lora_gym.replay.store.config_hash`);
+    ``store``: ``None`` (the table shipped for the config's
     model and task set: ``tiny`` for tiny-bert/tiny, ``default`` for minilm/default), a shipped
     table's name, or a store path; ``miss``: ``raise``, ``live`` or ``surrogate`` (default);
-    ``surrogate``: ``knn`` (default) or ``hgb`` (see `lora_gym.surrogate`).
+    ``surrogate``: ``knn`` (default) or ``hgb`` (see `lora_gym.replay.surrogate`).
 
     ## Registered Configurations
     * ``LoRATuneReplay-v0``: the embedded default served from the shipped default table.
@@ -122,7 +123,7 @@ class LoRATuneReplayEnv(gym.Env):
         self.source_counts = {source: 0 for source in ("table", "live", "surrogate")}
 
     def _recorded_tasks(self) -> tuple[str, ...]:
-        from lora_gym.task_sets import load_task_set
+        from lora_gym.tasks.sets import load_task_set
 
         self.task_set = load_task_set(self.config.task_set)
         split = [t.name for t in self.task_set.tasks(self.config.task_split)]
@@ -224,14 +225,14 @@ class LoRATuneReplayEnv(gym.Env):
                 "`lora-gym record`, or make the env with miss='live' or miss='surrogate'")
         if self.miss == "surrogate":
             if self._surrogate is None:
-                from lora_gym.surrogate import Surrogate
+                from lora_gym.replay.surrogate import Surrogate
 
                 self._surrogate = Surrogate(self.index, self.config, self.surrogate_kind)
             child = self._surrogate.step(self._task, node, action, on_table=not self._off_table)
             self._off_table = True
             return child
         if self._live is None:
-            from lora_gym.record import LiveReplayer
+            from lora_gym.replay.recording import LiveReplayer
 
             writer = None if self._shipped else Store(self.store_path)
             self._live = LiveReplayer(self.config, writer, self._add_live_record)

@@ -7,10 +7,10 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
-from lora_gym.config import EnvConfig
+from lora_gym.core.config import EnvConfig
+from lora_gym.core.errors import ConfigError
+from lora_gym.core.observation import ObservationSpec
 from lora_gym.envs.lora_tune import LoRATuningEnv
-from lora_gym.errors import ConfigError
-from lora_gym.spaces import ObservationSpec
 
 
 class LoRAScopeEnv(LoRATuningEnv):

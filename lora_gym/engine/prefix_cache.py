@@ -24,8 +24,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from lora_gym.encoding import EncodedSplit, collate
-from lora_gym.errors import ConfigError
+from lora_gym.core.errors import ConfigError
+from lora_gym.engine.encoding import EncodedSplit, collate
 
 BUDGET_ENV = "LORA_GYM_PREFIX_CACHE_MB"
 """Environment variable: megabytes of cached activations a session keeps (default 1024)."""

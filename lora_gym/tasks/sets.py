@@ -1,7 +1,8 @@
 """Task sets: a named train/test split of tasks, declared in YAML (in the spirit of DACBench).
 
 Shipped sets are ``default`` (`lora_gym/data/default_tasks.yaml`) and ``tiny``; any YAML path or
-mapping with ``name``, ``train`` and ``test`` lists of task specs (`lora_gym.tasks.TaskSpec`)
+mapping with ``name``, ``train`` and ``test`` lists of task specs 
+(`lora_gym.tasks.loading.TaskSpec`)
 works too.
 """
 
@@ -15,8 +16,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from lora_gym.errors import ConfigError
-from lora_gym.tasks import TaskSpec
+from lora_gym.core.errors import ConfigError
+from lora_gym.tasks.loading import TaskSpec
 
 SPLITS: tuple[str, ...] = ("train", "test", "all")
 """Arguments accepted by :meth:`TaskSet.tasks`."""

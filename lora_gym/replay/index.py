@@ -10,11 +10,11 @@ from pathlib import Path
 
 import numpy as np
 
-from lora_gym.config import EnvConfig
-from lora_gym.metrics import Metrics
-from lora_gym.store import METRIC_NAMES, StepRecord, Store, config_hash, outcome_config
+from lora_gym.core.config import EnvConfig
+from lora_gym.core.metrics import Metrics
+from lora_gym.replay.store import METRIC_NAMES, StepRecord, Store, config_hash, outcome_config
 
-TABLES_DIR = Path(__file__).parent / "tables"
+TABLES_DIR = Path(__file__).parents[1] / "tables"
 """Where shipped tables live: ``<name>.sqlite`` or a compressed ``<name>.sqlite.xz``."""
 SHIPPED_TABLES: dict[tuple[str, str], str] = {("minilm", "default"): "default",
                                               ("tiny-bert", "tiny"): "tiny"}

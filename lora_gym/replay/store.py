@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from lora_gym.config import EnvConfig
+from lora_gym.core.config import EnvConfig
 
 SCHEMA_VERSION = 1
 OUTCOME_ENV_ID = "LoRATune-v0"

@@ -13,16 +13,16 @@ from typing import Any
 
 import yaml
 
-from lora_gym.errors import ConfigError
+from lora_gym.core.errors import ConfigError
 
 _LORA_LAYERS_HELP = "'all' or 'top-<k>' with k >= 1 (e.g. 'top-2')"
 RANDOM_INITS: tuple[str, ...] = ("kaiming", "gaussian", "orthogonal")
-"""Inits that draw A at random and start B at zero (ΔW = 0; see `lora_gym.lora.init_a`)."""
+"""Inits that draw A at random and start B at zero (ΔW = 0; see `lora_gym.engine.resize.init_a`)."""
 SVD_INITS: tuple[str, ...] = ("pissa", "olora")
 """Inits taken from the base weight (PEFT's ``init_lora_weights``); the base becomes a residual."""
 INITS: tuple[str, ...] = RANDOM_INITS + SVD_INITS
 ALPHA_POLICIES: tuple[str, ...] = ("fixed", "rslora", "2r")
-"""How the LoRA scaling depends on the rank (see `lora_gym.lora.scaling`)."""
+"""How the LoRA scaling depends on the rank (see `lora_gym.engine.resize.scaling`)."""
 
 
 @dataclass(frozen=True)

@@ -20,12 +20,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from lora_gym.errors import LoRAGymWarning
+from lora_gym.core.errors import LoRAGymWarning
 
 if TYPE_CHECKING:
     import torch
 
-    from lora_gym.tasks import TaskData
+    from lora_gym.tasks.loading import TaskData
 
 CACHE_ENV = "LORA_GYM_CACHE"
 """Environment variable naming the cache directory (default ``~/.cache/lora_gym``)."""

@@ -25,7 +25,7 @@ import math
 import torch
 from torch import nn
 
-from lora_gym.config import ALPHA_POLICIES, RANDOM_INITS, SVD_INITS
+from lora_gym.core.config import ALPHA_POLICIES, RANDOM_INITS, SVD_INITS
 
 __all__ = ["ADAPTER", "ALPHA_POLICIES", "INIT_STRATEGIES", "SVD_INITS", "current_rank",
            "delta_weight", "init_a", "lora_layers", "reset_adapter", "reset_layer",

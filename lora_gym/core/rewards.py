@@ -14,8 +14,8 @@ import importlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from lora_gym.errors import RewardError
-from lora_gym.metrics import Metrics
+from lora_gym.core.errors import RewardError
+from lora_gym.core.metrics import Metrics
 
 RewardFn = Callable[[Metrics, Metrics, float, Any], "float | Mapping[str, float]"]
 REWARDS: dict[str, RewardFn] = {}

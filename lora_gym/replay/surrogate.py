@@ -4,7 +4,7 @@ Inputs are the observation before the step and the action's rank and lr position
 targets are the changes of accuracy, F1 and validation loss and the next training loss (losses
 capped like the observation). Predictions are clipped to valid ranges ([0, 1] for scores,
 [0, LOSS_CAP] for losses). The cost of a step is computed analytically from the task's mean
-recorded tokens per segment and the chosen rank (`lora_gym.cost`). The surrogate never predicts
+recorded tokens per segment and the chosen rank (`lora_gym.core.cost`). The surrogate never predicts
 divergence. Its steps are memoised, so an episode that leaves the table along a path seen before
 costs no prediction. scikit-learn is imported only for ``hgb``.
 """
@@ -17,12 +17,18 @@ from typing import Any
 
 import numpy as np
 
-from lora_gym.config import EnvConfig
-from lora_gym.cost import reference_rank, segment_cost
-from lora_gym.metrics import Metrics
-from lora_gym.spaces import COST_CAP, LOSS_CAP, OBSERVATION_NAMES, ActionGrid, TaskFeatures
-from lora_gym.spaces import build_observation as _build_observation
-from lora_gym.table import Node, TableIndex
+from lora_gym.core.config import EnvConfig
+from lora_gym.core.cost import reference_rank, segment_cost
+from lora_gym.core.metrics import Metrics
+from lora_gym.core.observation import (
+    COST_CAP,
+    LOSS_CAP,
+    OBSERVATION_NAMES,
+    ActionGrid,
+    TaskFeatures,
+)
+from lora_gym.core.observation import build_observation as _build_observation
+from lora_gym.replay.index import Node, TableIndex
 
 SURROGATE_KINDS: tuple[str, ...] = ("knn", "hgb")
 """``knn``: distance-weighted 5-NN on standardised inputs (numpy, fast); ``hgb``: one

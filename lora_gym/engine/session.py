@@ -1,6 +1,7 @@
 """A live LoRA fine-tune session: one model, reset in place per episode, trained in segments.
 
-The session owns a private copy of the base model (loaded once per process by `lora_gym.models`)
+The session owns a private copy of the base model (loaded once per process by
+`lora_gym.engine.models`)
 with PEFT LoRA layers injected once. Each episode (`start`) gives it a fresh task-sized
 classification head and a fresh adapter; each env step (`train` then `evaluate`) resizes the
 adapter if the rank changed, trains K optimizer steps and evaluates on the fixed validation subset.
@@ -13,14 +14,14 @@ Conventions:
   trainable scope changes (`set_active`), newly trainable tensors start with fresh moments (and
   AdamW's bias correction from step 1), frozen ones leave the optimizer and lose theirs.
 * LoRA layers, per-layer ranks, trainable scope and the base weights PiSSA/OLoRA rewrite are held
-  by an `AdapterManager` (`lora_gym.adapter`).
+  by an `AdapterManager` (`lora_gym.engine.adapter`).
 
 Speed (none of it changes what is computed, beyond float rounding):
 * token ids come from a disk cache, batches are padded to their longest example
-  (`lora_gym.encoding`); evaluation runs in inference mode on length-sorted batches;
+  (`lora_gym.engine.encoding`); evaluation runs in inference mode on length-sorted batches;
 * with ``lora_layers: top-<k>`` and ``prefix_cache`` (BERT-style models), the frozen lower layers
   run once per task and training and evaluation run only the top k layers
-  (`lora_gym.prefix_cache`);
+  (`lora_gym.engine.prefix_cache`);
 * the untrained model's pooled validation outputs are cached per task: a fresh adapter has
   B = 0, so the untrained model is the frozen base, whatever the episode's seed; only the fresh
   head (which depends on the seed) is applied to them at every reset;
@@ -44,17 +45,18 @@ import torch.nn.functional as F
 from torch import nn
 from torch.profiler import record_function
 
-from lora_gym import lora, prefix_cache
-from lora_gym.adapter import AdapterManager
-from lora_gym.config import EnvConfig
-from lora_gym.encoding import EncodedSplit, collate, encode, encode_task, task_fingerprint
-from lora_gym.errors import ConfigError, LoRAGymWarning
-from lora_gym.metrics import Metrics, classification_metrics
-from lora_gym.models import load_base
-from lora_gym.spaces import TaskFeatures
+from lora_gym.core.config import EnvConfig
+from lora_gym.core.errors import ConfigError, LoRAGymWarning
+from lora_gym.core.metrics import Metrics, classification_metrics
+from lora_gym.core.observation import TaskFeatures
+from lora_gym.engine import prefix_cache
+from lora_gym.engine import resize as lora
+from lora_gym.engine.adapter import AdapterManager
+from lora_gym.engine.encoding import EncodedSplit, collate, encode, encode_task, task_fingerprint
+from lora_gym.engine.models import load_base
 
 if TYPE_CHECKING:
-    from lora_gym.tasks import TaskData
+    from lora_gym.tasks.loading import TaskData
 
 __all__ = ["EncodedSplit", "FineTuneSession", "SegmentResult", "collate", "encode",
            "resolve_threads"]
@@ -233,7 +235,7 @@ class FineTuneSession:
         return opt
 
     def set_rank(self, rank: int | tuple[int, ...]) -> None:
-        """Change the rank keeping ΔW (`lora_gym.lora`): one for all, or one per layer group."""
+        """Change the rank keeping ΔW (`lora_gym.engine.resize`): one for all, or per group."""
         if rank == self.rank:
             return
         self.adapter.resize(self.adapter.rank_map(rank), self._generator)

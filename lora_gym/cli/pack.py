@@ -19,9 +19,9 @@ import sqlite3
 import subprocess
 from pathlib import Path
 
-from lora_gym.config import resolve_config
-from lora_gym.store import Store, config_hash, library_versions, outcome_config
-from lora_gym.table import TABLES_DIR
+from lora_gym.core.config import resolve_config
+from lora_gym.replay.index import TABLES_DIR
+from lora_gym.replay.store import Store, config_hash, library_versions, outcome_config
 
 
 def git_commit() -> str:

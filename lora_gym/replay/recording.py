@@ -1,6 +1,6 @@
 r"""Record live `LoRATune-v0` steps into a store: a recording wrapper and ``lora-gym record``.
 
-``lora-gym record`` (or ``python -m lora_gym.record``) runs policies over a task split x seeds on
+``lora-gym record`` runs policies over a task split x seeds on
 the live env and records every step; episodes whose every step is already stored are skipped
 without running, so an interrupted run is resumed by running the same command again::
 
@@ -21,11 +21,11 @@ import numpy as np
 import yaml
 from gymnasium.utils import seeding
 
-from lora_gym.config import EnvConfig, resolve_config
+from lora_gym.core.config import EnvConfig, resolve_config
+from lora_gym.core.observation import ActionGrid
 from lora_gym.policies import POLICY_KINDS, SB3_ALGOS, Policy, make_policies
-from lora_gym.spaces import ActionGrid
-from lora_gym.store import StepRecord, Store, config_hash
-from lora_gym.table import Node, TableIndex
+from lora_gym.replay.index import Node, TableIndex
+from lora_gym.replay.store import StepRecord, Store, config_hash
 
 
 class RecordingWrapper(gym.Wrapper):
@@ -169,7 +169,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
 
 def jobs_from_args(args: argparse.Namespace) -> tuple[EnvConfig, list[tuple[Policy, str, int]]]:
     """The config and the (policy, task, reset seed) episodes the arguments ask for."""
-    from lora_gym.task_sets import load_task_set
+    from lora_gym.tasks.sets import load_task_set
 
     config = resolve_config(args.config, **parse_env_kwargs(args.env_kwargs))
     if args.seeds < 1:
@@ -234,7 +234,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def cli(argv: list[str] | None = None) -> None:
     """The ``lora-gym`` console script: ``lora-gym {record,sim2real,pack} ...``."""
-    from lora_gym import pack, sim2real
+    from lora_gym.cli import pack, sim2real
 
     argv = sys.argv[1:] if argv is None else argv
     commands = {"record": main, "sim2real": sim2real.main, "pack": pack.main}

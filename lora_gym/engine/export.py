@@ -22,9 +22,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from lora_gym import lora
-from lora_gym.config import SVD_INITS, EnvConfig
-from lora_gym.models import TINY_MODEL, load_base
+from lora_gym.core.config import SVD_INITS, EnvConfig
+from lora_gym.engine import resize as lora
+from lora_gym.engine.models import TINY_MODEL, load_base
 
 
 def _with_head(model: str, num_labels: int, label_names: tuple[str, ...]):
@@ -107,7 +107,7 @@ def load_adapter(path: str | Path):
     if meta["model"] == TINY_MODEL:
         base = _with_head(TINY_MODEL, len(labels), labels)
     else:
-        from lora_gym.models import model_dir
+        from lora_gym.engine.models import model_dir
 
         base = AutoModelForSequenceClassification.from_pretrained(
             model_dir(meta["model"]), num_labels=len(labels), local_files_only=True)

@@ -1,11 +1,12 @@
 """Recommend a LoRA fine-tune for your own data: run a tuning policy on it, keep the adapter.
 
-``python -m lora_gym.recommend --data my.csv --agent runs/ppo/best_model.zip --out tuned/`` reads
+``lora-gym recommend --data my.csv --agent runs/ppo/best_model.zip --out tuned/`` reads
 the labelled file as a ``source: file`` task (csv, tsv, json, jsonl or parquet; its validation
 subset is split off the rows), runs one episode of the live env on it with the policy choosing
 every (rank, lr) step, and writes to ``--out``:
 
-* ``adapter/``: the tuned adapter and head as a standard PEFT adapter folder (`lora_gym.export`);
+* ``adapter/``: the tuned adapter and head as a standard PEFT adapter folder
+  (`lora_gym.engine.export`);
 * ``summary.json``: the task, the policy, the config, and per step the chosen rank(s), lr (and
   scope), validation accuracy, macro-F1 and cost; final accuracy and total cost;
 * ``task_set.yaml``: the one-task task set the env ran on.
@@ -35,7 +36,7 @@ TASK_NAME = "my-data"
 
 @dataclass(frozen=True)
 class Args:
-    """Command-line arguments of `lora_gym.recommend`."""
+    """Command-line arguments of `lora_gym.cli.recommend`."""
 
     data: str
     """Labelled data file (csv, tsv, json, jsonl or parquet)."""
@@ -63,7 +64,7 @@ class Args:
 
 def parse_args(argv: list[str] | None = None) -> Args:
     """Parse the command line into `Args` (help texts are the fields' docstrings)."""
-    parser = argparse.ArgumentParser(prog="python -m lora_gym.recommend",
+    parser = argparse.ArgumentParser(prog="python -m lora_gym.cli.recommend",
                                      description=__doc__.splitlines()[0])
     helps = _field_docs()
     for name, field in Args.__dataclass_fields__.items():
@@ -96,7 +97,7 @@ def make_env(args: Args, out: Path):
     import gymnasium as gym
 
     import lora_gym  # noqa: F401 - registers the env ids
-    from lora_gym.config import resolve_config
+    from lora_gym.core.config import resolve_config
 
     spec = {"name": TASK_NAME, "source": "file", "path": str(Path(args.data).resolve()),
             "text_column": args.text_column, "label_column": args.label_column,

@@ -1,0 +1,1 @@
+"""The `lora-gym` command and its subcommands."""

@@ -1,0 +1,1 @@
+"""Pure building blocks of the MDP: config, grid, observation, rewards, cost, metrics (no torch)."""

@@ -1,0 +1,1 @@
+"""The fine-tune engine: models, encoding, prefix cache, adapter, resize, session, export."""

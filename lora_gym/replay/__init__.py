@@ -1,0 +1,1 @@
+"""Record -> replay: the step store, the table index, the surrogate, the recording wrapper."""

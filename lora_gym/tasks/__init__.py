@@ -1,0 +1,1 @@
+"""Task layer: task specs, the readers of real and synthetic sources, task sets."""
