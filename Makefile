@@ -20,11 +20,11 @@ install: $(VENV)/.installed
 
 # The main job: PPO on the shipped table of real MiniLM fine-tunes, compared, checked live.
 demo: install
-	HF_HUB_OFFLINE=1 $(PY) -m agents.demo
+	HF_HUB_OFFLINE=1 $(VENV)/bin/lora-gym demo
 
 # A few live episodes of LoRATune-v0, every step printed.
 demo-live: install
-	HF_HUB_OFFLINE=1 $(PY) -m lora_gym.cli.live_demo
+	HF_HUB_OFFLINE=1 $(VENV)/bin/lora-gym live-demo
 
 test: install
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q

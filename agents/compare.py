@@ -28,7 +28,8 @@ SEARCH_SEED = 10_000  # search episodes use seeds from here, disjoint from evalu
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line arguments."""
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p = argparse.ArgumentParser(prog="lora-gym compare", description=__doc__,
+                                formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--env", default="LoRATune-v0", help="environment id")
     p.add_argument("--env-kwargs", nargs="*", action=StoreDict, default={},
                    help="env keyword arguments, e.g. config:\"'envs_configs/tiny.yaml'\"")

@@ -19,8 +19,8 @@ import sys
 from pathlib import Path
 
 from agents import compare
+from lora_gym.core.actions import ActionGrid
 from lora_gym.core.config import resolve_config
-from lora_gym.core.observation import ActionGrid
 from lora_gym.policies import FixedPolicy, SB3Policy
 
 ROOT = Path(__file__).resolve().parent.parent

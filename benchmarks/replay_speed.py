@@ -24,8 +24,8 @@ import gymnasium as gym  # noqa: E402
 import numpy as np  # noqa: E402
 
 import lora_gym  # noqa: E402, F401
+from lora_gym.core.actions import ActionGrid  # noqa: E402
 from lora_gym.core.config import resolve_config  # noqa: E402
-from lora_gym.core.observation import ActionGrid  # noqa: E402
 from lora_gym.replay.index import TableIndex, resolve_store  # noqa: E402
 from lora_gym.replay.store import Store  # noqa: E402
 from lora_gym.replay.surrogate import SURROGATE_KINDS, fit_models, predict_metrics, training_data  # noqa: E402

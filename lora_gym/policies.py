@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from lora_gym.core.observation import OBSERVATION_NAMES, ActionGrid
+from lora_gym.core.actions import ActionGrid
+from lora_gym.core.observation import OBSERVATION_NAMES
 
 POLICY_KINDS: tuple[str, ...] = ("default", "random", "grid", "schedule")
 """Built-in policy kinds of `make_policies`; ``grid`` expands to one fixed policy per action."""

@@ -32,7 +32,7 @@ def data(tmp_path):
 
 
 def run(*argv, timeout=300):
-    cmd = [sys.executable, "-m", "lora_gym.cli.recommend", "--config", TINY, *map(str, argv)]
+    cmd = [sys.executable, "-m", "lora_gym", "recommend", "--config", TINY, *map(str, argv)]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
 
 

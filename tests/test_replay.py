@@ -144,7 +144,7 @@ def test_config_hash_ignores_reward_and_threads():
 def test_recording_survives_a_kill_mid_run(tmp_path):
     """SIGKILL while recording: every committed row is whole, and a rerun completes the rest."""
     path = tmp_path / "killed.sqlite"
-    cmd = [sys.executable, "-m", "lora_gym.replay.recording", "--config", TINY,
+    cmd = [sys.executable, "-m", "lora_gym", "record", "--config", TINY,
            "--store", str(path),
            "--policy", "random", "--split", "all", "--seeds", "3", "--quiet"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}

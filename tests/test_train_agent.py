@@ -52,7 +52,7 @@ def test_resume_continues_in_a_new_run(trained):
 
 def test_compare_scores_every_method_and_the_agent(trained, tmp_path):
     agent = trained / "ppo" / "LoRATune-v0_1" / "best_model.zip"
-    run("-m", "agents.compare", *TINY_KWARGS, "--seeds", "2", "--out", str(tmp_path),
+    run("-m", "lora_gym", "compare", *TINY_KWARGS, "--seeds", "2", "--out", str(tmp_path),
         "--agent", f"ppo={agent}", "--no-progress", "--export-adapters", str(tmp_path / "ad"))
     results = json.loads((tmp_path / "results.json").read_text())
     methods = {"default", "random", "schedule", "best-static", "oracle", "optuna", "ppo"}
@@ -70,7 +70,7 @@ def test_compare_scores_every_method_and_the_agent(trained, tmp_path):
 def test_main_job_on_tiny_table(tmp_path):
     """`make demo`'s pipeline: PPO on the replay table, comparison, live check."""
     out = subprocess.run(
-        [sys.executable, "-m", "agents.demo", "--config", "envs_configs/tiny.yaml",
+        [sys.executable, "-m", "lora_gym", "demo", "--config", "envs_configs/tiny.yaml",
          "--timesteps", "1000", "--seeds", "1", "--out", str(tmp_path)],
         capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1",
                                              "LORA_GYM_CACHE": str(tmp_path / "cache")})

@@ -64,7 +64,7 @@ class Args:
 
 def parse_args(argv: list[str] | None = None) -> Args:
     """Parse the command line into `Args` (help texts are the fields' docstrings)."""
-    parser = argparse.ArgumentParser(prog="python -m lora_gym.cli.recommend",
+    parser = argparse.ArgumentParser(prog="lora-gym recommend",
                                      description=__doc__.splitlines()[0])
     helps = _field_docs()
     for name, field in Args.__dataclass_fields__.items():

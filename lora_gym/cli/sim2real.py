@@ -19,15 +19,11 @@ from dataclasses import asdict, dataclass
 import gymnasium as gym
 import numpy as np
 
+from lora_gym.cli.args import add_run_arguments, jobs_from_args
 from lora_gym.core.config import EnvConfig
 from lora_gym.policies import Policy
 from lora_gym.replay.index import TableMiss
-from lora_gym.replay.recording import (
-    RecordingWrapper,
-    add_run_arguments,
-    episode_seed,
-    jobs_from_args,
-)
+from lora_gym.replay.recording import RecordingWrapper, episode_seed
 from lora_gym.replay.store import Store
 from lora_gym.replay.surrogate import SURROGATE_KINDS
 from lora_gym.rollout import run_episode

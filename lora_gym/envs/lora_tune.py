@@ -10,13 +10,13 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from lora_gym.core.actions import ActionGrid
 from lora_gym.core.config import EnvConfig, resolve_config
 from lora_gym.core.cost import segment_cost
 from lora_gym.core.metrics import Metrics
 from lora_gym.core.observation import (
     COST_CAP,
     OBSERVATION_SPEC,
-    ActionGrid,
     ObservationSpec,
     spec_bounds,
     spec_names,
@@ -96,9 +96,10 @@ class LoRATuningEnv(gym.Env):
 
     ## Starting State
     A task is drawn from the ``task_split`` of the task set with the env's ``np_random`` (or given
-    as ``options={"task": name}``); the model gets a fresh classification head and a fresh LoRA
-    adapter at the smallest rank (B = 0, so the untrained model is the base model); the first
-    observation is its evaluation.
+    as ``options={"task": name}``), then an episode seed (or given as
+    ``options={"episode_seed": s}``; it seeds the head, the adapter and the batches); the model
+    gets a fresh classification head and a fresh LoRA adapter at the smallest rank (B = 0, so the
+    untrained model is the base model); the first observation is its evaluation.
 
     ## Episode End
     1. Termination: the fine-tune diverged (non-finite training loss).
@@ -172,13 +173,17 @@ class LoRATuningEnv(gym.Env):
         from lora_gym.tasks.loading import load_task
 
         options = dict(options or {})
-        unknown = sorted(set(options) - {"task"})
+        unknown = sorted(set(options) - {"task", "episode_seed"})
         if unknown:
-            raise ValueError(f"unknown reset option(s) {unknown}; valid options are ['task']")
+            raise ValueError(f"unknown reset option(s) {unknown}; valid options are "
+                             "['episode_seed', 'task']")
         names = [t.name for t in self.task_set.tasks(self.config.task_split)]
         name = options.get("task") or names[int(self.np_random.integers(len(names)))]
         spec = self.task_set.get(name)
-        self._episode_seed = int(self.np_random.integers(2**31 - 1))
+        if options.get("episode_seed") is not None:
+            self._episode_seed = int(options["episode_seed"])
+        else:
+            self._episode_seed = int(self.np_random.integers(2**31 - 1))
         started = time.perf_counter()
         self.task = load_task(spec)
         self._metrics = self.session.start(self.task, self._episode_seed)

@@ -12,9 +12,10 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from lora_gym.core.actions import ActionGrid
 from lora_gym.core.config import EnvConfig, resolve_config
 from lora_gym.core.errors import LoRAGymWarning
-from lora_gym.core.observation import OBS_HIGH, OBS_LOW, OBSERVATION_NAMES, ActionGrid
+from lora_gym.core.observation import OBS_HIGH, OBS_LOW, OBSERVATION_NAMES
 from lora_gym.core.rewards import evaluate_reward, resolve_reward
 from lora_gym.replay.index import Node, TableIndex, TableMiss, resolve_store
 from lora_gym.replay.store import StepRecord, Store
@@ -232,7 +233,7 @@ class LoRATuneReplayEnv(gym.Env):
             self._off_table = True
             return child
         if self._live is None:
-            from lora_gym.replay.recording import LiveReplayer
+            from lora_gym.envs.live_replayer import LiveReplayer
 
             writer = None if self._shipped else Store(self.store_path)
             self._live = LiveReplayer(self.config, writer, self._add_live_record)

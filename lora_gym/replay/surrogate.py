@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from lora_gym.core.actions import ActionGrid
 from lora_gym.core.config import EnvConfig
 from lora_gym.core.cost import reference_rank, segment_cost
 from lora_gym.core.metrics import Metrics
@@ -24,7 +25,6 @@ from lora_gym.core.observation import (
     COST_CAP,
     LOSS_CAP,
     OBSERVATION_NAMES,
-    ActionGrid,
     TaskFeatures,
 )
 from lora_gym.core.observation import build_observation as _build_observation

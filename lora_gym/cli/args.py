@@ -1,0 +1,58 @@
+"""Arguments shared by the commands that run policies over tasks and seeds (record, sim2real)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+import yaml
+
+from lora_gym.core.actions import ActionGrid
+from lora_gym.core.config import EnvConfig, resolve_config
+from lora_gym.policies import POLICY_KINDS, SB3_ALGOS, Policy, make_policies
+
+
+def parse_env_kwargs(items: list[str]) -> dict[str, Any]:
+    """``["episode_length:4", "ranks:[2,4]"]`` -> ``{"episode_length": 4, "ranks": [2, 4]}``."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition(":")
+        if not sep or not key:
+            raise ValueError(f"--env-kwargs items must be key:value, got {item!r}")
+        out[key] = yaml.safe_load(value)
+    return out
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments shared by ``record`` and ``sim2real``: config, policies, tasks, seeds."""
+    parser.add_argument("--config", default=None, help="env config YAML (default: embedded)")
+    parser.add_argument("--env-kwargs", nargs="*", default=[], metavar="KEY:VALUE",
+                        help="config overrides, values parsed as YAML (e.g. episode_length:4)")
+    parser.add_argument("--policy", nargs="*", default=["random"], choices=POLICY_KINDS,
+                        help="policies to run; grid runs every fixed action")
+    parser.add_argument("--agent", default=None, help="a trained SB3 agent .zip to run as well")
+    parser.add_argument("--algo", default="ppo", choices=SB3_ALGOS, help="the agent's algorithm")
+    parser.add_argument("--split", default="train", choices=("train", "test", "all"),
+                        help="which tasks of the task set")
+    parser.add_argument("--tasks", nargs="*", default=None,
+                        help="only these tasks of the split (default: all of them)")
+    parser.add_argument("--seeds", type=int, default=1, help="reset seeds 0..N-1 per task")
+
+
+def jobs_from_args(args: argparse.Namespace) -> tuple[EnvConfig, list[tuple[Policy, str, int]]]:
+    """The config and the (policy, task, reset seed) episodes the arguments ask for."""
+    from lora_gym.tasks.sets import load_task_set
+
+    config = resolve_config(args.config, **parse_env_kwargs(args.env_kwargs))
+    if args.seeds < 1:
+        raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
+    grid = ActionGrid(config.ranks, config.learning_rates)
+    policies = make_policies(args.policy, grid, config.episode_length, args.agent, args.algo)
+    tasks = [t.name for t in load_task_set(config.task_set).tasks(args.split)]
+    if args.tasks:
+        unknown = sorted(set(args.tasks) - set(tasks))
+        if unknown:
+            raise ValueError(f"--tasks {unknown} are not {args.split!r} tasks of task set "
+                             f"{config.task_set!r}: {tasks}")
+        tasks = [t for t in tasks if t in args.tasks]
+    return config, [(p, t, s) for p in policies for t in tasks for s in range(args.seeds)]
