@@ -26,9 +26,10 @@ import numpy as np  # noqa: E402
 import lora_gym  # noqa: E402, F401
 from lora_gym.core.actions import ActionGrid  # noqa: E402
 from lora_gym.core.config import resolve_config  # noqa: E402
-from lora_gym.replay.index import TableIndex, resolve_store  # noqa: E402
+from lora_gym.replay.index import TableIndex  # noqa: E402
 from lora_gym.replay.store import Store  # noqa: E402
 from lora_gym.replay.surrogate import SURROGATE_KINDS, fit_models, predict_metrics, training_data  # noqa: E402
+from lora_gym.replay.tables import resolve_store  # noqa: E402
 
 
 def lookups_per_second(index: TableIndex, n: int = 2_000_000) -> float:

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from lora_gym.core import paths
 from lora_gym.core.config import EnvConfig
 from lora_gym.core.errors import ConfigError, LoRAGymWarning
 from lora_gym.engine import encoding, prefix_cache
@@ -21,7 +22,7 @@ ALL_MODULES = ("query", "key", "value", "attention.output.dense", "intermediate.
 
 @pytest.fixture(autouse=True)
 def _cache_in_tmp(tmp_path, monkeypatch):
-    monkeypatch.setenv(encoding.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setenv(paths.CACHE_ENV, str(tmp_path / "cache"))
 
 
 @pytest.fixture(autouse=True)
@@ -190,7 +191,7 @@ def test_token_cache_round_trips_and_is_keyed(monkeypatch):
     task = tiny_task()
     train, val = encode_task(task, tokenizer, 16)
     path = encoding.cache_path(task, tokenizer, 16)
-    assert path.is_file() and path.parent.parent == encoding.cache_dir()
+    assert path.is_file() and path.parent.parent == paths.cache_dir()
     assert not list(path.parent.glob("*.tmp"))
 
     def no_tokenising(*args, **kwargs):
@@ -203,7 +204,7 @@ def test_token_cache_round_trips_and_is_keyed(monkeypatch):
                                                 for x, y in zip(a.ids, b.ids, strict=True))
         assert np.array_equal(a.labels, b.labels)
     monkeypatch.undo()
-    monkeypatch.setenv(encoding.CACHE_ENV, str(path.parent.parent))
+    monkeypatch.setenv(paths.CACHE_ENV, str(path.parent.parent))
     assert encoding.cache_path(task, tokenizer, 8) != path
     assert encoding.cache_path(tiny_task("synth-b"), tokenizer, 16) != path
     short, _ = encode_task(task, tokenizer, 8)
@@ -224,7 +225,7 @@ def test_token_cache_recovers_from_a_bad_file_and_an_unwritable_dir(tmp_path, mo
     assert all(np.array_equal(x, y) for x, y in zip(expected.ids, again.ids, strict=True))
     blocker = tmp_path / "file"
     blocker.write_text("")
-    monkeypatch.setenv(encoding.CACHE_ENV, str(blocker))  # a file: no directory can go there
+    monkeypatch.setenv(paths.CACHE_ENV, str(blocker))  # a file: no directory can go there
     with pytest.warns(LoRAGymWarning, match="cannot write"):
         third, _ = encode_task(task, tokenizer, 16)
     assert len(third.ids) == len(expected.ids)
@@ -249,3 +250,14 @@ def test_threads_setting(monkeypatch):
     assert torch.get_num_threads() == available_cpus()
     FineTuneSession(TINY)  # tiny.yaml: torch_threads 1
     assert torch.get_num_threads() == 1
+
+
+def test_one_cache_root_for_tokens_and_tables(monkeypatch, tmp_path):
+    from lora_gym.engine import encoding as enc
+    from lora_gym.replay import tables
+
+    assert enc.cache_dir is paths.cache_dir and tables.cache_dir is paths.cache_dir
+    monkeypatch.setenv(paths.CACHE_ENV, "")
+    assert paths.cache_dir() == paths.Path.home() / ".cache" / "lora_gym"
+    monkeypatch.setenv(paths.CACHE_ENV, str(tmp_path))
+    assert paths.cache_dir() == tmp_path

@@ -222,7 +222,7 @@ def test_shipped_tiny_table_matches_the_live_env(tmp_path, monkeypatch):
 
 def test_pack_makes_a_shipped_table(store_path, tmp_path, monkeypatch):
     from lora_gym.cli.pack import pack
-    from lora_gym.replay.index import resolve_store
+    from lora_gym.replay.tables import resolve_store
 
     monkeypatch.setenv("LORA_GYM_CACHE", str(tmp_path / "cache"))
     meta = pack(store_path, "tiny", TINY, ["lora-gym record ..."], "test", tmp_path)

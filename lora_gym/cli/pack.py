@@ -20,8 +20,8 @@ import subprocess
 from pathlib import Path
 
 from lora_gym.core.config import resolve_config
-from lora_gym.replay.index import TABLES_DIR
 from lora_gym.replay.store import Store, config_hash, library_versions, outcome_config
+from lora_gym.replay.tables import TABLES_DIR
 
 
 def git_commit() -> str:

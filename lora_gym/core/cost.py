@@ -22,7 +22,21 @@ def reference_rank(ranks: tuple[int, ...]) -> float:
     return float(statistics.median(ranks))
 
 
+def reference_tokens(config: Any) -> float:
+    """The tokens of a default segment: ``steps_per_action * batch_size * max_length / 2``."""
+    return config.steps_per_action * config.batch_size * config.max_length / 2
+
+
+def rank_factor(rank: int, config: Any) -> float:
+    """``(1 + rank / ref_rank) / 2``: 1 at the grid's median rank."""
+    return (1.0 + rank / reference_rank(config.ranks)) / 2.0
+
+
 def segment_cost(tokens: int, rank: int, config: Any) -> float:
     """Normalised compute cost of training `tokens` tokens at LoRA `rank`."""
-    ref_tokens = config.steps_per_action * config.batch_size * config.max_length / 2
-    return tokens / ref_tokens * (1.0 + rank / reference_rank(config.ranks)) / 2.0
+    return tokens / reference_tokens(config) * rank_factor(rank, config)
+
+
+def segment_tokens(cost: float, rank: int, config: Any) -> float:
+    """The tokens a segment of `cost` at `rank` trained on (the inverse of `segment_cost`)."""
+    return cost * reference_tokens(config) / rank_factor(rank, config)

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+
+from lora_gym.core.metrics import Metrics
 
 LOSS_CAP = 10.0
 """Losses are clipped to [0, LOSS_CAP] in the observation (a diverged loss reads as the cap)."""
@@ -46,6 +50,9 @@ def spec_bounds(spec: ObservationSpec) -> tuple[np.ndarray, np.ndarray]:
 
 OBSERVATION_NAMES: tuple[str, ...] = spec_names(OBSERVATION_SPEC)
 OBS_LOW, OBS_HIGH = spec_bounds(OBSERVATION_SPEC)
+TASK_FEATURE_NAMES: tuple[str, ...] = OBSERVATION_NAMES[
+    OBSERVATION_NAMES.index("log10_train_size"):]
+"""The entries that describe the task (constant over an episode), after the progress entries."""
 
 
 @dataclass(frozen=True)
@@ -63,14 +70,25 @@ class TaskFeatures:
     untrained_accuracy: float
 
 
-def build_observation(values: dict[str, float], features: TaskFeatures,
-                      spec: ObservationSpec = OBSERVATION_SPEC) -> np.ndarray:
-    """The one place observations are made: finite, clipped to the documented bounds.
+def state_values(metrics: Metrics, delta_accuracy: float, cost_so_far: float, step: int,
+                 episode_length: int, rank_position: float, lr_position: float
+                 ) -> dict[str, float]:
+    """The progress entries of an observation (everything but the task's meta-features).
 
-    `spec` is `OBSERVATION_SPEC`, or for the env variants it followed by their own entries.
+    ``train_loss`` reads 0 at reset (nothing trained yet); ``cost_so_far`` is the cumulative
+    cost divided by the episode length; ``steps_left`` is the fraction of the episode left.
     """
-    raw = {
-        **values,
+    return {"val_accuracy": metrics.accuracy, "val_macro_f1": metrics.f1,
+            "val_loss": metrics.val_loss, "train_loss": 0.0 if step == 0 else metrics.train_loss,
+            "delta_accuracy": delta_accuracy,
+            "cost_so_far": min(cost_so_far / episode_length, COST_CAP),
+            "steps_left": 1.0 - step / episode_length,
+            "rank_position": rank_position, "lr_position": lr_position}
+
+
+def feature_values(features: TaskFeatures) -> dict[str, float]:
+    """The task meta-feature entries of an observation (names in `TASK_FEATURE_NAMES`)."""
+    return {
         "log10_train_size": math.log10(max(features.train_size, 1)),
         "log2_num_classes": math.log2(max(features.num_classes, 1)),
         "label_entropy": features.label_entropy,
@@ -78,12 +96,42 @@ def build_observation(values: dict[str, float], features: TaskFeatures,
         "p90_length": features.p90_length,
         "untrained_accuracy": features.untrained_accuracy,
     }
+
+
+def carried_features(obs: np.ndarray) -> dict[str, float]:
+    """The task meta-feature entries of an earlier observation of the same episode."""
+    return {name: float(obs[OBSERVATION_NAMES.index(name)]) for name in TASK_FEATURE_NAMES}
+
+
+def build_observation(values: Mapping[str, float],
+                      spec: ObservationSpec = OBSERVATION_SPEC) -> np.ndarray:
+    """The one place observations are made: finite, clipped to the documented bounds.
+
+    `values` holds `state_values`, `feature_values` (or `carried_features`) and the variants'
+    own entries; `spec` is `OBSERVATION_SPEC`, or for the variants it followed by their entries.
+    """
     names = spec_names(spec)
     low, high = spec_bounds(spec)
-    obs = np.array([raw[name] for name in names], dtype=np.float64)
+    obs = np.array([values[name] for name in names], dtype=np.float64)
     # A diverged fine-tune yields NaN/inf metrics: losses read as the cap, scores as 0.
     obs = np.nan_to_num(obs, nan=0.0, posinf=LOSS_CAP, neginf=0.0)
     for name in ("val_loss", "train_loss"):
         if not math.isfinite(values.get(name, 0.0)):
             obs[names.index(name)] = LOSS_CAP
     return np.clip(obs, low, high).astype(np.float32)
+
+
+def finite_or_none(values: Mapping[str, float]) -> dict[str, float | None]:
+    """NaN never equals itself; infos use None for "not measured" so that they compare equal."""
+    return {k: (float(v) if math.isfinite(v) else None) for k, v in values.items()}
+
+
+def step_info(task: str, step: int, rank: Any, lr: float | None, metrics: Mapping[str, Any],
+              cost_so_far: float, episode_seed: int, **extra: Any) -> dict[str, Any]:
+    """The ``info`` dict of a reset or step, the same for the live and the replay env.
+
+    `metrics` is a `finite_or_none` dict; step infos add ``cost``, ``diverged`` and
+    ``reward_components`` through `extra`, the replay env its ``source``.
+    """
+    return {"task": task, "step": step, "rank": rank, "lr": lr, "metrics": dict(metrics),
+            "cost_so_far": cost_so_far, "episode_seed": episode_seed, **extra}

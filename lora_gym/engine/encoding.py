@@ -21,13 +21,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from lora_gym.core.errors import LoRAGymWarning
+from lora_gym.core.paths import CACHE_ENV, cache_dir
 
 if TYPE_CHECKING:
     import torch
 
     from lora_gym.tasks.loading import TaskData
 
-CACHE_ENV = "LORA_GYM_CACHE"
 """Environment variable naming the cache directory (default ``~/.cache/lora_gym``)."""
 FORMAT_VERSION = 1
 """Bumped whenever the cached arrays change meaning; part of every key."""
@@ -68,12 +68,6 @@ def collate(split: EncodedSplit, idx: np.ndarray, pad_id: int
 
 
 # -- disk cache ------------------------------------------------------------------------------
-def cache_dir() -> Path:
-    """The cache root: ``$LORA_GYM_CACHE`` if set, else ``~/.cache/lora_gym``."""
-    root = os.environ.get(CACHE_ENV)
-    return Path(root).expanduser() if root else Path.home() / ".cache" / "lora_gym"
-
-
 def tokenizer_fingerprint(tokenizer: Any) -> str:
     """A hash of everything that decides a tokenizer's ids (vocabulary, normaliser, specials)."""
     h = hashlib.sha256(type(tokenizer).__name__.encode())

@@ -15,13 +15,16 @@ from lora_gym.core.config import EnvConfig, resolve_config
 from lora_gym.core.cost import segment_cost
 from lora_gym.core.metrics import Metrics
 from lora_gym.core.observation import (
-    COST_CAP,
     OBSERVATION_SPEC,
     ObservationSpec,
+    build_observation,
+    feature_values,
+    finite_or_none,
     spec_bounds,
     spec_names,
+    state_values,
+    step_info,
 )
-from lora_gym.core.observation import build_observation as _build_observation
 from lora_gym.core.rewards import evaluate_reward, resolve_reward
 
 
@@ -265,32 +268,20 @@ class LoRATuningEnv(gym.Env):
 
     # -- helpers -----------------------------------------------------------------------------------
     def _observation(self) -> np.ndarray:
-        return _build_observation(self._observation_values(), self.session.features,
-                                  self._observation_spec)
+        values = {**self._observation_values(), **feature_values(self.session.features)}
+        return build_observation(values, self._observation_spec)
 
     def _observation_values(self) -> dict[str, float]:
-        """Every value an observation entry may read (the spec picks its entries)."""
-        m = self._metrics
+        """Every progress value an observation entry may read (the spec picks its entries)."""
         lr_pos = self.grid.lr_position(self._lr) if self._lr is not None else 0.0
-        return {
-            "val_accuracy": m.accuracy, "val_macro_f1": m.f1, "val_loss": m.val_loss,
-            "train_loss": 0.0 if self._t == 0 else m.train_loss,
-            "delta_accuracy": self._delta,
-            "cost_so_far": min(self._cost / self.config.episode_length, COST_CAP),
-            "steps_left": 1.0 - self._t / self.config.episode_length,
-            "rank_position": self._rank_position(), "lr_position": lr_pos,
-            "trainable_rank": self.session.adapter.trainable_rank() / max(self.config.ranks),
-        }
+        return {**state_values(self._metrics, self._delta, self._cost, self._t,
+                               self.config.episode_length, self._rank_position(), lr_pos),
+                "trainable_rank": self.session.adapter.trainable_rank() / max(self.config.ranks)}
 
     def _info(self, wall_time: float, **extra: Any) -> dict[str, Any]:
-        info = {"task": self.task.name, "step": self._t, "rank": self._rank, "lr": self._lr,
-                "metrics": _finite_or_none(self._metrics.to_dict()), "cost_so_far": self._cost,
-                "episode_seed": self._episode_seed, **extra}
+        info = step_info(self.task.name, self._t, self._rank, self._lr,
+                         finite_or_none(self._metrics.to_dict()), self._cost, self._episode_seed,
+                         **extra)
         if self.config.report_wall_time:
             info["wall_time_s"] = wall_time
         return info
-
-
-def _finite_or_none(values: dict[str, float]) -> dict[str, float | None]:
-    """NaN never equals itself; infos use None for "not measured" so they compare equal."""
-    return {k: (v if np.isfinite(v) else None) for k, v in values.items()}

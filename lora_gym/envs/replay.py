@@ -15,11 +15,12 @@ from gymnasium import spaces
 from lora_gym.core.actions import ActionGrid
 from lora_gym.core.config import EnvConfig, resolve_config
 from lora_gym.core.errors import LoRAGymWarning
-from lora_gym.core.observation import OBS_HIGH, OBS_LOW, OBSERVATION_NAMES
+from lora_gym.core.observation import OBS_HIGH, OBS_LOW, OBSERVATION_NAMES, step_info
 from lora_gym.core.rewards import evaluate_reward, resolve_reward
-from lora_gym.replay.index import Node, TableIndex, TableMiss, resolve_store
+from lora_gym.replay.index import Node, TableIndex, TableMiss
 from lora_gym.replay.store import StepRecord, Store
 from lora_gym.replay.surrogate import SURROGATE_KINDS
+from lora_gym.replay.tables import resolve_store
 
 MISS_POLICIES: tuple[str, ...] = ("raise", "live", "surrogate")
 
@@ -158,9 +159,8 @@ class LoRATuneReplayEnv(gym.Env):
         if node is None:
             node, source = self._miss(None, None), "live"
         self._node = node
-        info = {"task": task, "step": 0, "rank": node.rank, "lr": node.lr,
-                "metrics": dict(node.metrics_info), "cost_so_far": node.cost_so_far,
-                "episode_seed": episode_seed, "source": source}
+        info = step_info(task, 0, node.rank, node.lr, node.metrics_info, node.cost_so_far,
+                         episode_seed, source=source)
         return node.obs.copy(), info
 
     def step(self, action):
@@ -186,10 +186,9 @@ class LoRATuneReplayEnv(gym.Env):
         reward, components = cached
         t = len(child.prefix)
         terminated = child.diverged
-        info = {"task": self._task, "step": t, "rank": child.rank, "lr": child.lr,
-                "metrics": dict(child.metrics_info), "cost_so_far": child.cost_so_far,
-                "episode_seed": self._seed, "cost": child.cost, "diverged": child.diverged,
-                "reward_components": dict(components), "source": source}
+        info = step_info(self._task, t, child.rank, child.lr, child.metrics_info,
+                         child.cost_so_far, self._seed, cost=child.cost, diverged=child.diverged,
+                         reward_components=dict(components), source=source)
         return (child.obs.copy(), reward, terminated, not terminated and t >= self._T, info)
 
     def render(self) -> str | None:

@@ -19,15 +19,15 @@ import numpy as np
 
 from lora_gym.core.actions import ActionGrid
 from lora_gym.core.config import EnvConfig
-from lora_gym.core.cost import reference_rank, segment_cost
+from lora_gym.core.cost import reference_tokens, segment_cost, segment_tokens
 from lora_gym.core.metrics import Metrics
 from lora_gym.core.observation import (
-    COST_CAP,
     LOSS_CAP,
     OBSERVATION_NAMES,
-    TaskFeatures,
+    build_observation,
+    carried_features,
+    state_values,
 )
-from lora_gym.core.observation import build_observation as _build_observation
 from lora_gym.replay.index import Node, TableIndex
 
 SURROGATE_KINDS: tuple[str, ...] = ("knn", "hgb")
@@ -169,39 +169,23 @@ class Surrogate:
         acc, f1, val_loss, train_loss = predict_metrics(self.models, x)[0].tolist()
         rank, lr = self.grid.decode(action)
         cost = segment_cost(self.tokens.get(task, self.tokens[""]), rank, self.config)
-        t, T = len(node.prefix) + 1, self.config.episode_length
-        cost_so_far = node.cost_so_far + cost
+        t, cost_so_far = len(node.prefix) + 1, node.cost_so_far + cost
         prev_acc = node.metrics.accuracy if math.isfinite(node.metrics.accuracy) else 0.0
-        values = {"val_accuracy": acc, "val_macro_f1": f1, "val_loss": val_loss,
-                  "train_loss": train_loss, "delta_accuracy": acc - prev_acc,
-                  "cost_so_far": min(cost_so_far / T, COST_CAP), "steps_left": 1.0 - t / T,
-                  "rank_position": self.grid.rank_position(rank),
-                  "lr_position": self.grid.lr_position(lr)}
-        obs = _build_observation(values, _task_features(node.obs))
+        metrics = Metrics(acc, f1, val_loss, train_loss)
+        values = state_values(metrics, acc - prev_acc, cost_so_far, t, self.config.episode_length,
+                              self.grid.rank_position(rank), self.grid.lr_position(lr))
+        obs = build_observation({**values, **carried_features(node.obs)})
         obs.setflags(write=False)
-        return Node((*node.prefix, int(action)), obs, Metrics(acc, f1, val_loss, train_loss),
-                    rank, lr, cost, cost_so_far, False)
-
-
-def _task_features(obs: np.ndarray) -> TaskFeatures:
-    """The task meta-features an observation carries (sizes are exact integers)."""
-    return TaskFeatures(train_size=round(10.0 ** float(obs[_I["log10_train_size"]])),
-                        num_classes=round(2.0 ** float(obs[_I["log2_num_classes"]])),
-                        label_entropy=float(obs[_I["label_entropy"]]),
-                        mean_length=float(obs[_I["mean_length"]]),
-                        p90_length=float(obs[_I["p90_length"]]),
-                        untrained_accuracy=float(obs[_I["untrained_accuracy"]]))
+        return Node((*node.prefix, int(action)), obs, metrics, rank, lr, cost, cost_so_far, False)
 
 
 def _tokens_per_segment(index: TableIndex, config: EnvConfig) -> dict[str, float]:
     """Mean tokens per recorded segment by task (key ``""``: over all tasks), from the costs."""
-    ref_tokens = config.steps_per_action * config.batch_size * config.max_length / 2
-    ref_rank = reference_rank(config.ranks)
     by_task: dict[str, list[float]] = defaultdict(list)
     for task, _, node in index.nodes():
         if node.prefix and not node.diverged:
-            by_task[task].append(node.cost * ref_tokens * 2.0 / (1.0 + node.rank / ref_rank))
+            by_task[task].append(segment_tokens(node.cost, node.rank, config))
     out = {task: float(np.mean(v)) for task, v in by_task.items()}
     every = [x for v in by_task.values() for x in v]
-    out[""] = float(np.mean(every)) if every else ref_tokens
+    out[""] = float(np.mean(every)) if every else reference_tokens(config)
     return out
