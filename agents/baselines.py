@@ -1,6 +1,6 @@
 """Baselines a user compares a learned policy against, all on SB3's ``predict`` protocol.
 
-The basic ones (fixed/PEFT default, random, schedule, a trained SB3 agent) live in
+The basic ones (fixed/PEFT default, random, schedule, patience, a trained SB3 agent) live in
 `lora_gym.policies` and are re-exported here; this module adds the search-based ones that know
 the task (the per-task oracle, a searched action sequence). `agents.evaluate` calls
 ``begin_episode(task, seed)`` after every reset.
@@ -12,28 +12,36 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from lora_gym.policies import FixedPolicy, Policy, RandomPolicy, SB3Policy, SchedulePolicy
+from lora_gym.policies import (
+    FixedPolicy,
+    PatiencePolicy,
+    Policy,
+    RandomPolicy,
+    SB3Policy,
+    SchedulePolicy,
+)
 
-__all__ = ["FixedPolicy", "Policy", "RandomPolicy", "SB3Policy", "SchedulePolicy",
-           "SequencePolicy", "TaskTablePolicy"]
+__all__ = ["FixedPolicy", "PatiencePolicy", "Policy", "RandomPolicy", "SB3Policy",
+           "SchedulePolicy", "SequencePolicy", "TaskTablePolicy"]
 
 
 class TaskTablePolicy(Policy):
-    """A fixed action per task, from a search (the per-task oracle) - an upper-bound baseline."""
+    """A policy per task, from a search (the per-task oracle) - an upper-bound baseline."""
 
-    def __init__(self, actions: Mapping[str, int], name: str = "oracle") -> None:
-        self.actions, self.name, self.task = dict(actions), name, None
+    def __init__(self, policies: Mapping[str, Policy], name: str = "oracle") -> None:
+        self.policies, self.name, self.task = dict(policies), name, None
 
     def begin_episode(self, task: str, seed: int | None = None) -> None:
-        """Look up the task's action."""
-        if task not in self.actions:
-            raise KeyError(f"{self.name}: no action searched for task {task!r}; "
-                           f"known: {sorted(self.actions)}")
+        """Look up the task's policy."""
+        if task not in self.policies:
+            raise KeyError(f"{self.name}: no policy searched for task {task!r}; "
+                           f"known: {sorted(self.policies)}")
         self.task = task
+        self.policies[task].begin_episode(task, seed)
 
     def act(self, obs: np.ndarray) -> int:
-        """The task's action."""
-        return self.actions[self.task]
+        """The task's policy's action."""
+        return self.policies[self.task].act(obs)
 
 
 class SequencePolicy(Policy):

@@ -1,11 +1,14 @@
-"""`python -m agents.compare`: score baselines and trained agents on the held-out test tasks.
+"""``lora-gym compare``: score baselines and trained agents on the held-out test tasks.
 
-Every method plays the same (task, seed) episodes, each with the same fine-tune budget
-(``episode_length`` segments of ``steps_per_action`` optimizer steps). Search-based methods also
-spend search episodes, reported separately: the oracle searches every fixed action on the test
-tasks with the evaluation seeds (an upper bound), best-static searches the training tasks, Optuna
-gets as many search episodes per test task as the grid has actions, on seeds disjoint from the
-evaluation seeds. Writes ``results.json``, ``results.md`` and PNG plots to ``--out``.
+Every method plays the same (task, seed) episodes, each with at most the same fine-tune budget
+(``episode_length`` segments of ``steps_per_action`` optimizer steps; a method may stop early,
+and the table reports the segments it used). Static baselines are (rank, lr, segments) triples
+when the env can stop. Search-based methods also spend search episodes, reported separately:
+the oracle searches every static triple on the evaluation tasks and seeds (an upper bound),
+best-static and patience search the training tasks, Optuna gets as many search episodes per
+task as the grid has (rank, lr) pairs, on seeds disjoint from the evaluation seeds. Each trained
+agent's return is compared with best-static's and patience's on the same episodes (paired
+differences with bootstrap CIs). Writes ``results.json``, ``results.md`` and plots to ``--out``.
 """
 
 from __future__ import annotations
@@ -21,9 +24,10 @@ import lora_gym  # noqa: F401 - registers the env ids
 from agents import baselines, report, search
 from agents.evaluate import evaluate
 from agents.zoo_args import StoreDict
+from lora_gym.policies import POLICIES, PolicyContext, make_policies
 
-METHODS = ("default", "random", "schedule", "best-static", "oracle", "optuna")
-SEARCH_SEED = 10_000  # search episodes use seeds from here, disjoint from evaluation seeds
+METHODS = ("default", "random", "schedule", "patience", "best-static", "oracle", "optuna")
+"""The baselines run by default (registered policies, `lora_gym.policies.POLICIES`)."""
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -33,8 +37,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--env", default="LoRATune-v0", help="environment id")
     p.add_argument("--env-kwargs", nargs="*", action=StoreDict, default={},
                    help="env keyword arguments, e.g. config:\"'envs_configs/tiny.yaml'\"")
-    p.add_argument("--methods", nargs="+", default=list(METHODS),
-                   help=f"baselines among {list(METHODS)}")
+    p.add_argument("--methods", nargs="*", default=list(METHODS),
+                   help=f"registered baselines (default {list(METHODS)})")
     p.add_argument("--agent", nargs="*", default=[], metavar="NAME=PATH",
                    help="trained SB3 agents, e.g. ppo=logs/ppo/LoRATune-v0_1/best_model.zip")
     p.add_argument("--algo", default="ppo", help="algorithm of the --agent zips")
@@ -50,34 +54,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def build_policies(env, args, tasks: list[str], seeds: list[int]):
-    """The requested policies, and the grid search of the test tasks when the oracle is run."""
-    unknown = sorted(set(args.methods) - set(METHODS))
+    """The requested policies by method name, the oracle's grid (for regret), search episodes."""
+    ctx = PolicyContext.of(env.unwrapped.config, seed=args.seed, env=env, tasks=tuple(tasks),
+                           seeds=tuple(seeds), progress=not args.no_progress)
+    unknown = sorted(set(args.methods) - set(POLICIES))
     if unknown:
-        raise SystemExit(f"unknown method(s) {unknown}; choose among {list(METHODS)}")
-    grid_actions = env.unwrapped.grid
-    show = not args.no_progress
+        raise SystemExit(f"unknown method(s) {unknown}; choose among {sorted(POLICIES)}")
+    if "patience" in args.methods:
+        search.train_grid(ctx)  # patience keeps best-static's (rank, lr)
     policies, grid, search_episodes = {}, None, {}
-    search_seeds = [SEARCH_SEED + args.seed]
     for method in args.methods:
-        if method == "default":
-            policies[method] = baselines.FixedPolicy.peft_default(grid_actions)
-        elif method == "random":
-            policies[method] = baselines.RandomPolicy(len(grid_actions), seed=args.seed)
-        elif method == "schedule":
-            policies[method] = baselines.SchedulePolicy(
-                grid_actions, env.unwrapped.config.episode_length)
-        elif method == "best-static":
-            train = [t.name for t in env.unwrapped.task_set.tasks("train")]
-            policies[method] = search.best_static_transfer(env, train, search_seeds, show)
-            search_episodes[method] = len(train) * len(grid_actions)
-        elif method == "oracle":
-            policies[method], grid = search.oracle(env, tasks, seeds, show)
-            search_episodes[method] = len(tasks) * len(grid_actions) * len(seeds)
-        elif method == "optuna":
-            n_trials = len(grid_actions)
-            policies[method] = search.optuna_sequences(env, tasks, search_seeds, n_trials,
-                                                       args.seed, show)
-            search_episodes[method] = len(tasks) * n_trials
+        (policy,) = make_policies([method], ctx)
+        policy.name = method
+        policies[method] = policy
+        if hasattr(policy, "search_episodes"):
+            search_episodes[method] = policy.search_episodes
+        grid = getattr(policy, "grid_returns", grid)
     for spec in args.agent:
         name, _, path = spec.rpartition("=")
         policies[name or args.algo] = baselines.SB3Policy.load(path, args.algo, name or None)
@@ -95,15 +87,19 @@ def main(argv: list[str] | None = None) -> dict:
     results = evaluate(env, policies, tasks, seeds, progress=not args.no_progress,
                        export_dir=args.export_adapters)
     summary = report.summarise(results, grid)
+    paired = report.paired_differences(results, [name for name in policies
+                                                 if name not in args.methods])
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     table = report.markdown_table(summary)
+    if paired:
+        table += "\n\n" + report.paired_table(paired)
     header = (f"{args.env} {args.env_kwargs}: {len(tasks)} {args.split} task(s) {tasks} x "
               f"{len(seeds)} seed(s); search episodes {search_episodes}")
     (out / "results.md").write_text(f"{header}\n\n{table}\n")
     payload = {"env": args.env, "env_kwargs": args.env_kwargs,
                "config": env.unwrapped.config.to_dict(), "tasks": tasks, "seeds": seeds,
-               "search_episodes": search_episodes, "summary": summary,
+               "search_episodes": search_episodes, "summary": summary, "paired": paired,
                "grid_returns": {k: v.tolist() for k, v in (grid or {}).items()},
                "episodes": [r.to_dict() for r in results],
                "wall_time_s": time.perf_counter() - started}

@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> None:
     from lora_gym.tasks.sets import load_task_set
 
     config = resolve_config(args.config, task_split="test")
-    grid = ActionGrid(config.ranks, config.learning_rates)
+    grid = ActionGrid.of(config)
     policies = [SB3Policy.load(agent, name="ppo"), FixedPolicy.peft_default(grid)]
     tasks = [t.name for t in load_task_set(config.task_set).tasks("test")]
     jobs = [(p, t, s) for p in policies for t in tasks for s in range(args.live_episodes)]

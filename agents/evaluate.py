@@ -10,7 +10,7 @@ from tqdm import tqdm
 
 from lora_gym.rollout import EpisodeResult, run_episode
 
-__all__ = ["EpisodeResult", "evaluate", "fixed_action_returns", "run_episode"]
+__all__ = ["EpisodeResult", "evaluate", "fixed_action_returns", "run_episode", "static_returns"]
 
 
 def evaluate(env, policies: dict[str, Any], tasks: list[str], seeds: list[int],
@@ -38,13 +38,33 @@ def evaluate(env, policies: dict[str, Any], tasks: list[str], seeds: list[int],
 
 def fixed_action_returns(env, tasks: list[str], seeds: list[int], progress: bool = True
                          ) -> dict[str, np.ndarray]:
-    """Grid search: mean return of every fixed action on every task, shape (n_actions,)."""
+    """Grid search over static configurations: mean return of every (rank, lr, segments).
+
+    Returns per task an array of shape ``(n_pairs, episode_length)``: entry ``[a, k - 1]`` is the
+    mean return over `seeds` of training pair `a` for k segments and then stopping, read off one
+    full-length episode per (task, action, seed) as the sum of its first k rewards (stop itself
+    earns the reward of no change at zero cost: 0 for the built-in rewards). Without a stop
+    action only the last column is a reachable configuration; see `static_returns`.
+    """
     from agents.baselines import FixedPolicy
 
-    n = int(env.action_space.n)
+    grid, T = env.unwrapped.grid, env.unwrapped.config.episode_length
     out = {}
-    jobs = [(t, a) for t in tasks for a in range(n)]
+    jobs = [(t, a) for t in tasks for a in range(grid.n_pairs)]
     for task, action in tqdm(jobs, desc="grid search", disable=not progress):
-        returns = [run_episode(env, FixedPolicy(action), task, s).episode_return for s in seeds]
-        out.setdefault(task, np.zeros(n))[action] = float(np.mean(returns))
+        sums = np.zeros(T)
+        for s in seeds:
+            rewards = [step["reward"] for step in
+                       run_episode(env, FixedPolicy(action), task, s).trajectory]
+            cum = np.cumsum(rewards)
+            sums += np.concatenate([cum, np.full(T - len(cum), cum[-1])])  # diverged: ends early
+        out.setdefault(task, np.zeros((grid.n_pairs, T)))[action] = sums / len(seeds)
     return out
+
+
+def static_returns(grid_returns: np.ndarray, stop: bool) -> np.ndarray:
+    """The reachable static configurations of a task's `fixed_action_returns` array, flat.
+
+    With a stop action every (pair, segments) is reachable; without, only full episodes.
+    """
+    return grid_returns.ravel() if stop else grid_returns[:, -1]

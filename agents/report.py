@@ -43,6 +43,7 @@ def summarise(results: list[EpisodeResult], grid: dict[str, np.ndarray] | None
             "final_accuracy": [r.final_accuracy if r.final_accuracy is not None else 0.0
                                for r in rs],
             "total_cost": [r.total_cost for r in rs],
+            "segments": [r.steps for r in rs],
         }
         if grid is not None:
             columns["regret"] = [normalised_regret(r, grid) for r in rs]
@@ -56,13 +57,43 @@ def summarise(results: list[EpisodeResult], grid: dict[str, np.ndarray] | None
 
 def markdown_table(summary: dict[str, dict[str, float]]) -> str:
     """The summary as a Markdown table (mean [95% CI])."""
-    cols = [c for c in ("return", "final_accuracy", "total_cost", "regret")
+    cols = [c for c in ("return", "final_accuracy", "total_cost", "segments", "regret")
             if c in next(iter(summary.values()))]
     lines = ["| method | episodes | " + " | ".join(cols) + " |",
              "|---|---|" + "---|" * len(cols)]
     for method, row in sorted(summary.items(), key=lambda kv: -kv[1]["return"]):
         cells = [f"{row[c]:.3f} [{row[c + '_lo']:.3f}, {row[c + '_hi']:.3f}]" for c in cols]
         lines.append(f"| {method} | {row['episodes']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def paired_differences(results: list[EpisodeResult], methods: list[str],
+                       baselines: tuple[str, ...] = ("best-static", "patience")
+                       ) -> dict[str, dict[str, float]]:
+    """Return of each of `methods` minus each baseline's on the same (task, seed) episodes.
+
+    Keys are ``"<method> - <baseline>"``; values the mean difference, its 95% bootstrap CI and
+    the number of pairs. Pairs the baseline did not play are left out.
+    """
+    by_key = {(r.method, r.task, r.seed): r.episode_return for r in results}
+    out = {}
+    for method in methods:
+        for base in baselines:
+            diffs = [ret - by_key[base, task, seed] for (m, task, seed), ret in by_key.items()
+                     if m == method and (base, task, seed) in by_key]
+            if diffs:
+                lo, hi = bootstrap_ci(np.array(diffs))
+                out[f"{method} - {base}"] = {"mean": float(np.mean(diffs)), "lo": lo, "hi": hi,
+                                             "pairs": len(diffs)}
+    return out
+
+
+def paired_table(paired: dict[str, dict[str, float]]) -> str:
+    """The paired differences as a Markdown table."""
+    lines = ["| paired difference in return | mean [95% CI] | pairs |", "|---|---|---|"]
+    for key, d in paired.items():
+        lines.append(f"| {key} | {d['mean']:+.3f} [{d['lo']:+.3f}, {d['hi']:+.3f}] "
+                     f"| {d['pairs']} |")
     return "\n".join(lines)
 
 
@@ -103,7 +134,7 @@ def plot(results: list[EpisodeResult], summary: dict[str, dict[str, float]], out
     for col, task in enumerate(tasks):
         for r in (r for r in results if r.task == task and r.seed == first_seed):
             steps = range(1, len(r.trajectory) + 1)
-            axes[0][col].step(steps, [s["rank"] for s in r.trajectory], where="post",
+            axes[0][col].step(steps, [np.mean(s["rank"]) for s in r.trajectory], where="post",
                               color=colors[r.method], label=r.method)
             axes[1][col].step(steps, [s["lr"] for s in r.trajectory], where="post",
                               color=colors[r.method])

@@ -95,7 +95,7 @@ def main() -> None:
             label = (f"env steps/s, {'random' if random_actions else 'on-table'} actions, "
                      f"checker {'on' if checker else 'off'} ({hit:.0%} table)")
             print(f"{label:<46} {rate:>12,.0f}")
-    grid = ActionGrid(config.ranks, config.learning_rates)
+    grid = ActionGrid.of(config)
     for kind in SURROGATE_KINDS:
         s = surrogate_scores(index, grid, kind)
         print(f"{f'surrogate {kind}: R2 next accuracy':<46} {s['r2_acc']:>12.3f}")

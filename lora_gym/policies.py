@@ -1,28 +1,38 @@
-"""Basic policies for `LoRATune-v0`: fixed, random, schedule and a trained SB3 agent.
+"""Basic policies for `LoRATune-v0` and the registry of every policy, name -> factory.
 
 Every policy has SB3's ``predict(obs, state=None, episode_start=None, deterministic=True)``, so
 one evaluation (`agents.evaluate`) scores them and an SB3 model alike, and ``act(obs) -> int``
 for a single observation. ``begin_episode(task, seed)`` is called after every reset; it makes each
 policy deterministic per episode -- its actions are fixed by (policy, task, reset seed) -- which
 lets ``lora-gym record`` tell from a store alone whether an episode is already recorded.
-Search-based baselines (per-task oracle, Optuna) live in `agents.baselines`.
+
+`POLICIES` maps a name to a factory ``(PolicyContext) -> list[Policy]``, like `REWARDS`: the
+basic ones are registered here, the search-based ones (best-static, oracle, Optuna) by
+`agents.search`. ``lora-gym record``, ``compare`` and the benchmarks all build policies from it.
 """
 
 from __future__ import annotations
 
 import pickle
 import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from lora_gym.core.actions import ActionGrid
 from lora_gym.core.observation import OBSERVATION_NAMES
 
-POLICY_KINDS: tuple[str, ...] = ("default", "random", "grid", "schedule")
-"""Built-in policy kinds of `make_policies`; ``grid`` expands to one fixed policy per action."""
 SB3_ALGOS: tuple[str, ...] = ("ppo", "a2c", "dqn")
 _STEPS_LEFT = OBSERVATION_NAMES.index("steps_left")
+_DELTA = OBSERVATION_NAMES.index("delta_accuracy")
+
+
+def step_of(obs: np.ndarray, episode_length: int) -> int:
+    """The number of segments trained so far, read from the observation's ``steps_left``."""
+    return round((1.0 - float(obs[_STEPS_LEFT])) * episode_length)
 
 
 class Policy:
@@ -53,11 +63,24 @@ def nearest_pair(grid: ActionGrid, rank: int = 8, lr: float = 1.0e-3) -> tuple[i
 
 
 class FixedPolicy(Policy):
-    """The same action at every step (an int, or an array for `MultiDiscrete` variants)."""
+    """The same action at every step; with `segments`, stop after that many segments.
 
-    def __init__(self, action: int | np.ndarray, name: str | None = None) -> None:
+    A static configuration is a (rank, lr, number of segments) triple once the env has a stop
+    action; ``segments=None`` trains for the whole episode. The action is an int, or an array for
+    the `MultiDiscrete` variants.
+    """
+
+    def __init__(self, action: int | np.ndarray, name: str | None = None,
+                 segments: int | None = None, grid: ActionGrid | None = None,
+                 episode_length: int | None = None) -> None:
         self.action = np.asarray(action) if np.ndim(action) else int(action)
-        self.name = name or f"fixed-{action}"
+        if segments is not None and (grid is None or grid.stop_action is None
+                                     or episode_length is None):
+            raise ValueError("a FixedPolicy with `segments` needs a grid with a stop action and "
+                             "the episode length")
+        self.segments, self.grid, self.T = segments, grid, episode_length
+        suffix = "" if segments is None else f"x{segments}"
+        self.name = name or f"fixed-{action}{suffix}"
 
     @classmethod
     def peft_default(cls, grid: ActionGrid) -> FixedPolicy:
@@ -65,12 +88,17 @@ class FixedPolicy(Policy):
         return cls(grid.encode(*nearest_pair(grid)), name="default")
 
     def act(self, obs: np.ndarray) -> int | np.ndarray:
-        """The fixed action."""
+        """The fixed action, or stop once `segments` segments are trained."""
+        if self.segments is not None and step_of(obs, self.T) >= self.segments:
+            return self.grid.stop_action
         return self.action
 
 
 class RandomPolicy(Policy):
-    """Uniform actions; `begin_episode` reseeds from (reset seed, task), so episodes repeat."""
+    """Uniform (rank, lr) actions (never stop); `begin_episode` reseeds from (reset seed, task).
+
+    The same reset seed and task give the same actions, so recorded episodes can be replayed.
+    """
 
     name = "random"
 
@@ -87,6 +115,38 @@ class RandomPolicy(Policy):
         return int(self.rng.integers(self.n))
 
 
+class PatiencePolicy(Policy):
+    """A fixed (rank, lr) that stops once accuracy stops improving (seed 002's patience rule).
+
+    After each segment it reads the last accuracy change from the observation; when that change
+    is below `threshold` for `patience` segments in a row it stops. The default threshold is the
+    reward's break-even: with ``Δacc − λ·cost`` and a segment costing about 1, a segment that
+    gains less than λ loses return. Without a stop action it trains the whole episode.
+    """
+
+    name = "patience"
+
+    def __init__(self, action: int, grid: ActionGrid, episode_length: int, threshold: float,
+                 patience: int = 1, name: str | None = None) -> None:
+        if patience < 1:
+            raise ValueError(f"`patience` must be >= 1, got {patience!r}")
+        self.action, self.grid, self.T = int(action), grid, episode_length
+        self.threshold, self.patience = float(threshold), int(patience)
+        self.name = name or self.name
+        self._flat = 0
+
+    def act(self, obs: np.ndarray) -> int:
+        """The fixed action, or stop after `patience` segments gaining less than `threshold`."""
+        t = step_of(obs, self.T)
+        if t == 0:
+            self._flat = 0
+            return self.action
+        self._flat = self._flat + 1 if float(obs[_DELTA]) < self.threshold else 0
+        if self.grid.stop_action is not None and self._flat >= self.patience:
+            return self.grid.stop_action
+        return self.action
+
+
 class SchedulePolicy(Policy):
     """Start at the lowest rank and highest lr; grow the rank and decay the lr over the episode.
 
@@ -101,7 +161,7 @@ class SchedulePolicy(Policy):
 
     def act(self, obs: np.ndarray) -> int:
         """The scheduled action for the observation's step."""
-        t = round((1.0 - float(obs[_STEPS_LEFT])) * self.T)
+        t = step_of(obs, self.T)
         p = min(t / (self.T - 1), 1.0) if self.T > 1 else 1.0
         rank = self.grid.ranks[round(p * (len(self.grid.ranks) - 1))]
         lr = self.grid.learning_rates[round((1.0 - p) * (len(self.grid.learning_rates) - 1))]
@@ -115,10 +175,8 @@ class SB3Policy(Policy):
     train_agent.py next to the zip) is found.
     """
 
-    def __init__(self, model, obs_rms=None, clip_obs: float = 10.0, epsilon: float = 1e-8,
-                 name: str = "ppo") -> None:
-        self.model, self.obs_rms, self.name = model, obs_rms, name
-        self.clip_obs, self.epsilon = clip_obs, epsilon
+    def __init__(self, model, vecnormalize=None, name: str = "ppo") -> None:
+        self.model, self.vecnormalize, self.name = model, vecnormalize, name
 
     @classmethod
     def load(cls, path: str | Path, algo: str = "ppo", name: str | None = None) -> SB3Policy:
@@ -136,44 +194,106 @@ class SB3Policy(Policy):
             raise FileNotFoundError(f"agent {str(path)!r} is not a file (an SB3 .zip)")
         model = getattr(stable_baselines3, algo.upper()).load(str(path), device="cpu")
         stats = Path(path).parent / "vecnormalize.pkl"
-        obs_rms, clip = None, 10.0
+        vecnormalize = None
         if stats.is_file():
             with stats.open("rb") as f:
-                vecnorm = pickle.load(f)
-            obs_rms, clip = vecnorm.obs_rms, vecnorm.clip_obs
-        return cls(model, obs_rms, clip_obs=clip, name=name or algo)
+                vecnormalize = pickle.load(f)  # a VecNormalize without its venv: stats only
+            vecnormalize.training = False
+        return cls(model, vecnormalize, name=name or algo)
 
     def act(self, obs: np.ndarray) -> int | np.ndarray:
         """The model's deterministic action (an array for `MultiDiscrete` action spaces)."""
-        if self.obs_rms is not None:
-            obs = np.clip((obs - self.obs_rms.mean) / np.sqrt(self.obs_rms.var + self.epsilon),
-                          -self.clip_obs, self.clip_obs).astype(np.float32)
+        if self.vecnormalize is not None:
+            obs = self.vecnormalize.normalize_obs(obs)
         action, _ = self.model.predict(obs, deterministic=True)
         return action if np.ndim(action) else int(action)
 
 
-def make_policies(kinds: list[str], grid: ActionGrid, episode_length: int,
-                  agent: str | None = None, algo: str = "ppo") -> list[Policy]:
-    """The policies named by `kinds` (``grid`` expands to one per action), plus `agent` if given.
+@dataclass(frozen=True)
+class PolicyContext:
+    """What a policy factory may use to build its policies."""
+
+    grid: ActionGrid
+    episode_length: int
+    cost_weight: float = 0.01
+    """λ of the reward (the patience rule's default threshold)."""
+    seed: int = 0
+    env: Any = None
+    """An env to search on (search-based baselines only)."""
+    tasks: tuple[str, ...] = ()
+    """The evaluation tasks (the per-task oracle and Optuna search them)."""
+    seeds: tuple[int, ...] = ()
+    """The evaluation seeds (the oracle searches with them: an upper bound)."""
+    progress: bool = False
+    cache: dict[str, Any] = field(default_factory=dict, compare=False)
+    """Searches shared between factories (e.g. the training-task grid search)."""
+
+    @classmethod
+    def of(cls, config: Any, **kwargs: Any) -> PolicyContext:
+        """The context of an `EnvConfig` (grid, episode length, λ)."""
+        return cls(ActionGrid.of(config), config.episode_length, config.cost_weight, **kwargs)
+
+
+PolicyFactory = Callable[[PolicyContext], list[Policy]]
+POLICIES: dict[str, PolicyFactory] = {}
+"""Every policy name -> its factory."""
+
+
+def register_policy(name: str) -> Callable[[PolicyFactory], PolicyFactory]:
+    """Decorator: register a policy factory under `name`."""
+    def wrap(factory: PolicyFactory) -> PolicyFactory:
+        if name in POLICIES:
+            raise ValueError(f"policy {name!r} is already registered")
+        POLICIES[name] = factory
+        return factory
+    return wrap
+
+
+def make_policies(names: list[str], ctx: PolicyContext, agent: str | None = None,
+                  algo: str = "ppo") -> list[Policy]:
+    """The policies of the registered `names` (``grid`` expands to many), plus `agent` if given.
 
     Raises:
-        ValueError: A kind is unknown, or no policy is chosen.
+        ValueError: A name is not registered, or no policy is chosen.
     """
-    out: list[Policy] = []
-    for kind in kinds:
-        if kind == "default":
-            out.append(FixedPolicy.peft_default(grid))
-        elif kind == "random":
-            out.append(RandomPolicy(len(grid)))
-        elif kind == "grid":
-            out.extend(FixedPolicy(a) for a in range(len(grid)))
-        elif kind == "schedule":
-            out.append(SchedulePolicy(grid, episode_length))
-        else:
-            raise ValueError(f"unknown policy {kind!r}; choose from {list(POLICY_KINDS)} "
-                             "(or give an agent path)")
+    unknown = sorted(set(names) - set(POLICIES))
+    if unknown:
+        raise ValueError(f"unknown policy {unknown}; registered: {sorted(POLICIES)}")
+    out = [p for name in names for p in POLICIES[name](ctx)]
     if agent is not None:
         out.append(SB3Policy.load(agent, algo))
     if not out:
         raise ValueError("no policy chosen: give --policy and/or --agent")
     return out
+
+
+@register_policy("default")
+def _default(ctx: PolicyContext) -> list[Policy]:
+    """PEFT's common default r=8, lr=1e-3 for the whole episode."""
+    return [FixedPolicy.peft_default(ctx.grid)]
+
+
+@register_policy("random")
+def _random(ctx: PolicyContext) -> list[Policy]:
+    """Uniform (rank, lr) actions."""
+    return [RandomPolicy(ctx.grid.n_pairs, seed=ctx.seed)]
+
+
+@register_policy("grid")
+def _grid(ctx: PolicyContext) -> list[Policy]:
+    """One fixed policy per (rank, lr) pair, each for the whole episode."""
+    return [FixedPolicy(a) for a in range(ctx.grid.n_pairs)]
+
+
+@register_policy("schedule")
+def _schedule(ctx: PolicyContext) -> list[Policy]:
+    """Grow the rank and decay the lr over the episode."""
+    return [SchedulePolicy(ctx.grid, ctx.episode_length)]
+
+
+@register_policy("patience")
+def _patience(ctx: PolicyContext) -> list[Policy]:
+    """The patience rule on ``ctx.cache["static_pair"]`` (best-static's) or the default pair."""
+    pair = ctx.cache.get("static_pair") or nearest_pair(ctx.grid)
+    return [PatiencePolicy(ctx.grid.encode(*pair), ctx.grid, ctx.episode_length,
+                           threshold=ctx.cost_weight)]

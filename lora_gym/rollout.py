@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import numpy as np
+
 
 @dataclass
 class EpisodeResult:
@@ -19,6 +21,7 @@ class EpisodeResult:
     initial_accuracy: float
     total_cost: float
     steps: int
+    """Fine-tune segments trained (a stop is not a segment)."""
     diverged: bool
     trajectory: list[dict[str, Any]] = field(default_factory=list)
     """Per step: rank, lr, accuracy, cost_so_far, reward, source (``live``, or the replay
@@ -45,14 +48,17 @@ def run_episode(env, policy, task: str, seed: int, method: str | None = None,
     done, ret, trajectory, diverged = False, 0.0, [], False
     while not done:
         action, _ = policy.predict(obs, deterministic=True)
-        obs, reward, terminated, truncated, info = env.step(int(action))
+        action = np.asarray(action) if np.ndim(action) else int(action)
+        obs, reward, terminated, truncated, info = env.step(action)
         ret += float(reward)
         diverged = bool(info.get("diverged", False))
         trajectory.append({"rank": info["rank"], "lr": info["lr"],
                            "accuracy": info["metrics"]["accuracy"],
                            "cost_so_far": info["cost_so_far"], "reward": float(reward),
+                           "stopped": bool(info.get("stopped", False)),
                            "source": info.get("source", "live")})
         done = terminated or truncated
+    segments = sum(not step["stopped"] for step in trajectory)
     return EpisodeResult(method or getattr(policy, "name", type(policy).__name__), task, seed, ret,
                          info["metrics"]["accuracy"], initial, info["cost_so_far"],
-                         len(trajectory), diverged, trajectory)
+                         segments, diverged, trajectory)

@@ -19,9 +19,9 @@ def test_every_baseline_completes_episodes(env):
     grid = env.unwrapped.grid
     policies = {
         "default": baselines.FixedPolicy.peft_default(grid),
-        "random": baselines.RandomPolicy(len(grid), seed=0),
+        "random": baselines.RandomPolicy(grid.n_pairs, seed=0),
         "schedule": baselines.SchedulePolicy(grid, env.unwrapped.config.episode_length),
-        "oracle": baselines.TaskTablePolicy({"synth-c": 1}),
+        "oracle": baselines.TaskTablePolicy({"synth-c": baselines.FixedPolicy(1)}),
         "optuna": baselines.SequencePolicy({"synth-c": [0, 5, 2]}),
     }
     results = evaluate(env, policies, ["synth-c"], [0, 1], progress=False)
@@ -60,11 +60,55 @@ def test_predict_is_batched_like_sb3():
 
 
 def test_task_table_rejects_unknown_task():
-    with pytest.raises(KeyError, match="no action searched for task 'x'"):
-        baselines.TaskTablePolicy({"a": 0}).begin_episode("x")
+    with pytest.raises(KeyError, match="no policy searched for task 'x'"):
+        baselines.TaskTablePolicy({"a": baselines.FixedPolicy(0)}).begin_episode("x")
 
 
 def test_bootstrap_interval_brackets_the_mean():
     values = np.random.default_rng(0).normal(1.0, 0.5, size=50)
     lo, hi = report.bootstrap_ci(values)
     assert lo < values.mean() < hi and hi - lo < 0.5
+
+
+def test_static_triple_stops_after_its_segments(env):
+    grid, T = env.unwrapped.grid, env.unwrapped.config.episode_length
+    result = run_episode(env, baselines.FixedPolicy(1, segments=2, grid=grid, episode_length=T),
+                         "synth-c", 0)
+    full = run_episode(env, baselines.FixedPolicy(1), "synth-c", 0)
+    assert result.steps == 2 and result.trajectory[-1]["stopped"]
+    assert result.trajectory[:2] == [dict(s, stopped=False) for s in full.trajectory[:2]]
+    assert result.episode_return == pytest.approx(sum(s["reward"] for s in full.trajectory[:2]))
+
+
+def test_patience_stops_when_accuracy_stalls():
+    grid = gym.make("LoRATune-v0", config="envs_configs/tiny.yaml").unwrapped.grid
+    policy = baselines.PatiencePolicy(2, grid, episode_length=4, threshold=0.01, patience=2)
+    obs = np.zeros(len(OBSERVATION_NAMES), dtype=np.float32)
+    left, delta = OBSERVATION_NAMES.index("steps_left"), OBSERVATION_NAMES.index("delta_accuracy")
+    acts = []
+    for t, d in enumerate((0.0, 0.2, 0.005, 0.0)):
+        obs[left], obs[delta] = 1 - t / 4, d
+        acts.append(policy.act(obs))
+    assert acts == [2, 2, 2, grid.stop_action]
+
+
+def test_static_search_covers_segments():
+    from agents.search import best_triple
+
+    returns = np.array([[0.1, 0.5, 0.4], [0.2, 0.3, 0.45]])
+    assert best_triple(returns, stop=True) == (0, 2)
+    assert best_triple(returns, stop=False) == (1, 3)
+
+
+def test_paired_differences_match_episodes():
+    from lora_gym.rollout import EpisodeResult
+
+    def r(method, seed, ret):
+        return EpisodeResult(method, "t", seed, ret, 0.5, 0.1, 1.0, 2, False)
+
+    results = [r("ppo", 0, 0.5), r("ppo", 1, 0.7), r("best-static", 0, 0.4),
+               r("best-static", 1, 0.4), r("patience", 0, 0.6)]
+    paired = report.paired_differences(results, ["ppo"])
+    assert paired["ppo - best-static"]["mean"] == pytest.approx(0.2)
+    assert paired["ppo - best-static"]["pairs"] == 2
+    assert paired["ppo - patience"]["pairs"] == 1

@@ -105,7 +105,7 @@ def test_scope_within_prefix_cache_and_trainable_rank():
     obs, _ = env.reset(seed=0, options={"task": "synth-b"})
     assert env.session.prefix_layer == 1  # scopes stay inside lora_layers: the cache is valid
     assert obs[env.observation_names.index("trainable_rank")] == pytest.approx(1 / 4 / 2)
-    _, _, _, _, info = env.step(np.array([1, 2, 0]))
+    _, _, _, _, info = env.step(np.array([1, 2, 0, 0]))
     assert info["scope"] == "all" and info["trainable_rank"] == 4.0
     session = env.session
     ids, mask, _ = encoding.collate(session.val_split, np.arange(48), 0)
@@ -151,8 +151,8 @@ def test_per_layer_export_reloads_with_identical_predictions(tmp_path, init, pol
     env = gym.make("LoRATunePerLayer-v0", config=TINY, steps_per_action=4, init=init,
                    alpha_policy=policy).unwrapped
     env.reset(seed=0, options={"task": "synth-a"})
-    env.step(np.array([2, 1, 1]))  # ranks (4, 2)
-    env.step(np.array([1, 2, 1]))  # (2, 4): a shrink and a grow
+    env.step(np.array([2, 1, 1, 0]))  # ranks (4, 2)
+    env.step(np.array([1, 2, 1, 0]))  # (2, 4): a shrink and a grow
     path = env.save_adapter(tmp_path / "adapter")
     session = env.session
     ids, mask, _ = encoding.collate(session.val_split, np.arange(32), 0)
@@ -177,7 +177,7 @@ def test_per_layer_actions_costs_and_observation():
     _, _, _, _, ref = uniform.step(uniform.grid.encode(4, 1e-2))
     obs, _, _, _, info = env.step(env.uniform_action(4, 1e-2))
     assert info["cost"] == ref["cost"]  # a uniform allocation costs what LoRATune-v0 charges
-    obs, _, _, _, info = env.step(np.array([0, 2, 1]))  # (1, 4): half the trainable rank
+    obs, _, _, _, info = env.step(np.array([0, 2, 1, 0]))  # (1, 4): half the trainable rank
     assert info["rank"] == (1, 4) and info["trainable_rank"] == 2.5
     names = env.observation_names
     assert obs[names.index("group_rank_0")] == 0.0 and obs[names.index("group_rank_1")] == 1.0
@@ -192,7 +192,7 @@ def test_docstring_tables_match_the_default_spaces(env_class):
     for num, name in enumerate(extra, start=15):
         assert f"| {num}  | {name}" in doc
     assert len(env.action_space.nvec) == doc.count("| rank") + doc.count("| learning rate") + (
-        doc.count("| scope "))
+        doc.count("| scope ")) + doc.count("| stop ")
 
 
 @pytest.mark.parametrize("env_id", NEW_IDS)
@@ -209,8 +209,11 @@ def test_seeded_rollouts_are_identical(env_id):
         assert data_equivalence(x, y, exact=True)
 
 
-def test_new_ids_are_registered():
-    assert set(NEW_IDS) <= set(lora_gym.ENV_IDS)
+@pytest.mark.parametrize(("env_id", "env_class"), [("LoRATunePerLayer-v0", LoRAPerLayerEnv),
+                                                   ("LoRATuneScope-v0", LoRAScopeEnv)])
+def test_new_ids_make_their_env_class(env_id, env_class):
+    assert env_id in gym.registry and env_id in lora_gym.ENV_IDS
+    assert type(gym.make(env_id, config=TINY).unwrapped) is env_class
 
 
 @pytest.mark.parametrize(

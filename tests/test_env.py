@@ -139,7 +139,9 @@ def test_docstring_action_table_matches_default_grid():
                       LoRATuningEnv.__doc__, flags=re.M)
     env = LoRATuningEnv()  # default config: no heavy work until reset
     assert [(int(r), float(lr)) for _, r, lr in rows] == env.grid.pairs()
-    assert [int(n) for n, _, _ in rows] == list(range(env.action_space.n))
+    stop = re.findall(r"^\s*\|\s*(\d+)\s*\|\s*stop\s*\|", LoRATuningEnv.__doc__, flags=re.M)
+    assert [int(n) for n, _, _ in rows] + [int(n) for n in stop] == list(range(env.action_space.n))
+    assert [int(n) for n in stop] == [env.grid.stop_action]
 
 
 def test_docstring_observation_table_matches_space():
@@ -156,3 +158,35 @@ def test_bad_config_fails_at_make():
     with pytest.raises(ValueError, match="`ranks` must be strictly increasing"):
         make(ranks=[4, 2])
     assert EnvConfig.from_yaml(TINY).model == "tiny-bert"
+
+
+def test_stop_ends_the_episode_without_training():
+    env = make()
+    stop = env.unwrapped.grid.stop_action
+    assert stop == env.action_space.n - 1 == env.unwrapped.grid.n_pairs
+    obs0, _ = env.reset(seed=3)
+    obs1, _, _, _, info1 = env.step(0)
+    obs, reward, terminated, truncated, info = env.step(stop)
+    assert terminated and not truncated and info["stopped"] and reward == 0.0
+    assert info["cost"] == 0.0 and info["cost_so_far"] == info1["cost_so_far"]
+    assert info["step"] == 1 and info["metrics"] == info1["metrics"]
+    delta = env.unwrapped.observation_names.index("delta_accuracy")
+    np.testing.assert_array_equal(np.delete(obs, delta), np.delete(obs1, delta))
+    assert obs[delta] == 0.0
+
+
+def test_stop_action_false_gives_the_plain_grid():
+    env = make(stop_action=False)
+    assert env.action_space.n == env.unwrapped.grid.n_pairs
+    assert env.unwrapped.grid.stop_action is None
+
+
+def test_misuse_raises_exceptions_not_asserts():
+    env = make()
+    with pytest.raises(gym.error.ResetNeeded):
+        env.unwrapped.step(0)
+    with pytest.raises(gym.error.ResetNeeded):
+        env.unwrapped.save_adapter("unused")
+    env.reset(seed=0)
+    with pytest.raises(gym.error.InvalidAction, match="not in the action space"):
+        env.unwrapped.step(env.action_space.n)

@@ -241,3 +241,27 @@ def test_pack_refuses_a_store_of_several_configs(tmp_path):
         record(config, [(FixedPolicy(0), "synth-a", 0)], str(path), progress=False)
     with pytest.raises(ValueError, match="rows of other configs"):
         pack(path, "mixed", TINY, [], "", tmp_path)
+
+
+def test_stop_on_replay_equals_stop_live(store_path):
+    live = gym.make("LoRATune-v0", config=CONFIG, disable_env_checker=True)
+    replay = gym.make("LoRATuneReplay-v0", config=CONFIG, store=str(store_path), miss="raise")
+    stop = live.unwrapped.grid.stop_action
+    for env, opts in ((live, {"task": "synth-a"}),
+                      (replay, {"task": "synth-a", "episode_seed": episode_seed(0)})):
+        env.reset(seed=0, options=opts)
+        env.step(1)
+    a, b = live.step(stop), replay.step(stop)
+    np.testing.assert_array_equal(a[0], b[0])
+    assert a[1:4] == b[1:4]
+    assert {k: v for k, v in a[4].items() if k != "source"} == {
+        k: v for k, v in b[4].items() if k != "source"}
+
+
+def test_a_stop_is_not_recorded(tmp_path):
+    with Store(tmp_path / "s.sqlite") as store:
+        env = RecordingWrapper(gym.make("LoRATune-v0", config=CONFIG), store)
+        env.reset(seed=0, options={"task": "synth-a"})
+        env.step(0)
+        env.step(env.unwrapped.grid.stop_action)
+        assert store.count() == 2  # the reset and the one trained segment

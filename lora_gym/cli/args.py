@@ -7,9 +7,8 @@ from typing import Any
 
 import yaml
 
-from lora_gym.core.actions import ActionGrid
 from lora_gym.core.config import EnvConfig, resolve_config
-from lora_gym.policies import POLICY_KINDS, SB3_ALGOS, Policy, make_policies
+from lora_gym.policies import POLICIES, SB3_ALGOS, Policy, PolicyContext, make_policies
 
 
 def parse_env_kwargs(items: list[str]) -> dict[str, Any]:
@@ -28,8 +27,8 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default=None, help="env config YAML (default: embedded)")
     parser.add_argument("--env-kwargs", nargs="*", default=[], metavar="KEY:VALUE",
                         help="config overrides, values parsed as YAML (e.g. episode_length:4)")
-    parser.add_argument("--policy", nargs="*", default=["random"], choices=POLICY_KINDS,
-                        help="policies to run; grid runs every fixed action")
+    parser.add_argument("--policy", nargs="*", default=["random"], choices=sorted(POLICIES),
+                        help="registered policies to run; grid runs every fixed (rank, lr)")
     parser.add_argument("--agent", default=None, help="a trained SB3 agent .zip to run as well")
     parser.add_argument("--algo", default="ppo", choices=SB3_ALGOS, help="the agent's algorithm")
     parser.add_argument("--split", default="train", choices=("train", "test", "all"),
@@ -46,8 +45,7 @@ def jobs_from_args(args: argparse.Namespace) -> tuple[EnvConfig, list[tuple[Poli
     config = resolve_config(args.config, **parse_env_kwargs(args.env_kwargs))
     if args.seeds < 1:
         raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
-    grid = ActionGrid(config.ranks, config.learning_rates)
-    policies = make_policies(args.policy, grid, config.episode_length, args.agent, args.algo)
+    policies = make_policies(args.policy, PolicyContext.of(config), args.agent, args.algo)
     tasks = [t.name for t in load_task_set(config.task_set).tasks(args.split)]
     if args.tasks:
         unknown = sorted(set(args.tasks) - set(tasks))

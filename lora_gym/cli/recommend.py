@@ -136,10 +136,11 @@ def run(args: Args) -> dict[str, Any]:
         "num_classes": env.task.num_classes, "label_names": list(env.task.label_names),
         "train_rows": len(env.task.train_texts), "val_rows": len(env.task.val_texts),
         "initial_accuracy": rows[0]["accuracy"], "final_accuracy": rows[-1]["accuracy"],
-        "total_cost": info["cost_so_far"], "diverged": bool(terminated), "steps": rows,
-        "adapter": None, "config": env.config.to_dict(),
+        "total_cost": info["cost_so_far"], "diverged": bool(info.get("diverged")),
+        "stopped": bool(info.get("stopped")), "segments": sum(not r["stopped"] for r in rows[1:]),
+        "steps": rows, "adapter": None, "config": env.config.to_dict(),
     }
-    if not terminated:  # a diverged adapter holds non-finite weights: not worth saving
+    if not summary["diverged"]:  # a diverged adapter holds non-finite weights: never exported
         summary["adapter"] = str(env.save_adapter(out / "adapter"))
     summary["seconds"] = time.perf_counter() - started
     (out / "summary.json").write_text(json.dumps(summary, indent=1, default=_plain))
@@ -150,7 +151,8 @@ def _row(info: dict[str, Any], reward: float | None) -> dict[str, Any]:
     metrics = info["metrics"]
     row = {"step": info["step"], "rank": info["rank"], "lr": info["lr"],
            "accuracy": metrics["accuracy"], "f1": metrics["f1"],
-           "cost": info.get("cost", 0.0), "reward": reward}
+           "cost": info.get("cost", 0.0), "reward": reward,
+           "stopped": bool(info.get("stopped", False))}
     if "scope" in info:
         row["scope"] = info["scope"]
     return row
@@ -172,10 +174,13 @@ def format_table(summary: dict[str, Any]) -> str:
         lr = "-" if row["lr"] is None else f"{row['lr']:.0e}"
         acc = "nan" if row["accuracy"] is None else f"{row['accuracy']:.3f}"
         f1 = "nan" if row["f1"] is None else f"{row['f1']:.3f}"
+        if row.get("stopped"):
+            rank, lr = "stop", "-"
         lines.append(f"{row['step']:>4}  {rank!s:<16} {lr:>8}  {acc:>8}  {f1:>6}  "
                      f"{row['cost']:>6.2f}")
     lines.append(f"final accuracy {summary['final_accuracy']}, total cost "
-                 f"{summary['total_cost']:.2f}, adapter {summary['adapter']}")
+                 f"{summary['total_cost']:.2f} over {summary['segments']} segment(s), "
+                 f"adapter {summary['adapter']}")
     return "\n".join(lines)
 
 

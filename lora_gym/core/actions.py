@@ -8,18 +8,40 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class ActionGrid:
-    """A discrete grid of (rank, lr) pairs; action ``i * len(lrs) + j`` is (r_i, lr_j)."""
+    """A discrete grid of (rank, lr) pairs, then optionally *stop*.
+
+    Action ``i * len(lrs) + j`` is (r_i, lr_j); with ``stop``, action ``len(ranks) * len(lrs)``
+    (the last one) ends the episode without training. Appending stop keeps every pair's index,
+    so recorded action prefixes stay valid with or without it.
+    """
 
     ranks: tuple[int, ...]
     learning_rates: tuple[float, ...]
+    stop: bool = False
 
     def __len__(self) -> int:
+        return self.n_pairs + int(self.stop)
+
+    @property
+    def n_pairs(self) -> int:
+        """Number of (rank, lr) actions (every action but stop)."""
         return len(self.ranks) * len(self.learning_rates)
 
+    @property
+    def stop_action(self) -> int | None:
+        """The index of the stop action, or None without one."""
+        return self.n_pairs if self.stop else None
+
+    def is_stop(self, action: int) -> bool:
+        """Whether `action` is the stop action."""
+        return self.stop and int(action) == self.n_pairs
+
     def decode(self, action: int) -> tuple[int, float]:
-        """The (rank, learning rate) of an action index."""
-        if not 0 <= int(action) < len(self):
-            raise ValueError(f"action must be in [0, {len(self)}), got {action!r}")
+        """The (rank, learning rate) of a (rank, lr) action index."""
+        if not 0 <= int(action) < self.n_pairs:
+            what = " (the stop action has no rank or lr)" if self.is_stop(action) else ""
+            raise ValueError(f"a (rank, lr) action must be in [0, {self.n_pairs}), "
+                             f"got {action!r}{what}")
         i, j = divmod(int(action), len(self.learning_rates))
         return self.ranks[i], self.learning_rates[j]
 
@@ -29,6 +51,11 @@ class ActionGrid:
             raise ValueError(f"({rank}, {lr}) is not in the grid: ranks {list(self.ranks)}, "
                              f"learning rates {list(self.learning_rates)}")
         return self.ranks.index(rank) * len(self.learning_rates) + self.learning_rates.index(lr)
+
+    @classmethod
+    def of(cls, config) -> ActionGrid:
+        """The grid of an `EnvConfig` (ranks, learning rates, stop action)."""
+        return cls(tuple(config.ranks), tuple(config.learning_rates), bool(config.stop_action))
 
     def pairs(self) -> list[tuple[int, float]]:
         """All (rank, lr) pairs in action order."""

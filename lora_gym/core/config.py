@@ -44,7 +44,10 @@ class EnvConfig:
     learning_rates: tuple[float, ...] = (1.0e-4, 3.0e-4, 1.0e-3, 3.0e-3)
     """Learning rates the agent can choose from (strictly increasing)."""
     episode_length: int = 8
-    """Number of actions (fine-tune segments) per episode; the episode is truncated after it."""
+    """Most fine-tune segments per episode; the episode is truncated after them."""
+    stop_action: bool = True
+    """Add a final *stop* action that ends the episode without training (``false``: exactly
+    the (rank, lr) grid)."""
     steps_per_action: int = 20
     """Optimizer steps trained after each action (K)."""
     batch_size: int = 32

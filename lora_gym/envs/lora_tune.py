@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -41,8 +42,10 @@ class LoRATuningEnv(gym.Env):
     fixed validation subset. The agent learns schedules that reach high accuracy at low compute.
 
     ## Action Space
-    `Discrete(len(ranks) * len(learning_rates))`; action ``i * len(learning_rates) + j`` selects
-    ``(ranks[i], learning_rates[j])``. With the default grid:
+    `Discrete(len(ranks) * len(learning_rates) + 1)`; action ``i * len(learning_rates) + j``
+    selects ``(ranks[i], learning_rates[j])`` and the last action is *stop* (with
+    ``stop_action: false`` there is no stop and the space is exactly the grid). With the default
+    grid:
 
     | Num | Rank | Learning rate |
     |-----|------|---------------|
@@ -62,6 +65,7 @@ class LoRATuningEnv(gym.Env):
     | 13  | 16   | 3.0e-4        |
     | 14  | 16   | 1.0e-3        |
     | 15  | 16   | 3.0e-3        |
+    | 16  | stop | -             |
 
     ## Observation Space
     `Box(low, high, (15,), float32)`; names in ``env.unwrapped.observation_names``:
@@ -96,6 +100,9 @@ class LoRATuningEnv(gym.Env):
     a registered name, ``package.module:function``, or a callable); its named components are in
     ``info["reward_components"]``. A diverged fine-tune earns ``-divergence_penalty``.
     With γ = 1 the return telescopes to final − initial accuracy − λ·total cost.
+    *Stop* trains nothing: the reward function receives the current metrics as both ``prev``
+    and ``cur`` (no accuracy change) and a cost of 0, so the default reward of stop is 0;
+    ``info["stopped"]`` is True.
 
     ## Starting State
     A task is drawn from the ``task_split`` of the task set with the env's ``np_random`` (or given
@@ -105,8 +112,9 @@ class LoRATuningEnv(gym.Env):
     untrained model is the base model); the first observation is its evaluation.
 
     ## Episode End
-    1. Termination: the fine-tune diverged (non-finite training loss).
-    2. Truncation: ``episode_length`` actions were taken.
+    1. Termination: the agent chose *stop*.
+    2. Termination: the fine-tune diverged (non-finite training loss or evaluation metrics).
+    3. Truncation: ``episode_length`` segments were trained.
 
     ## Arguments
     ```python
@@ -128,7 +136,8 @@ class LoRATuningEnv(gym.Env):
       `lora_gym.envs.scope`).
 
     ## Version History
-    * v0: Initial version: (rank, lr) grid actions, continue semantics, weight-preserving resize.
+    * v0: Initial version: (rank, lr) grid actions, continue semantics, weight-preserving resize;
+      a final stop action (``stop_action``, on by default).
     """
 
     metadata = {"render_modes": ["ansi"]}
@@ -139,7 +148,7 @@ class LoRATuningEnv(gym.Env):
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or "
                              f"None, got {render_mode!r}")
         self.render_mode = render_mode
-        self.grid = ActionGrid(self.config.ranks, self.config.learning_rates)
+        self.grid = ActionGrid.of(self.config)
         self.action_space = self._action_space()
         spec = OBSERVATION_SPEC + self._extra_observation_spec()
         self.observation_space = spaces.Box(*spec_bounds(spec), dtype=np.float32)
@@ -197,10 +206,16 @@ class LoRATuningEnv(gym.Env):
         return self._observation(), info
 
     def step(self, action):
-        """Resize to the action's rank, train K steps at its lr, evaluate; see the class doc."""
-        assert self._t is not None, "call reset() before step()"
-        assert self.action_space.contains(action), f"invalid action {action!r}"
+        """Resize to the action's rank, train K steps at its lr, evaluate; see the class doc.
+
+        Raises:
+            gymnasium.error.ResetNeeded: `reset` was not called first.
+            gymnasium.error.InvalidAction: `action` is not in the action space.
+        """
+        self._check_step(action)
         started = time.perf_counter()
+        if self._is_stop(action):
+            return self._stop(started)
         rank, lr = self._apply_action(action)
         prev = self._metrics
         segment = self.session.train(rank, lr, self.config.steps_per_action)
@@ -208,20 +223,38 @@ class LoRATuningEnv(gym.Env):
         self._t += 1
         self._cost += cost
         self._rank, self._lr = rank, lr
-        if segment.diverged:
+        diverged = segment.diverged
+        if not diverged:
+            self._metrics = self.session.evaluate(segment.train_loss)
+            diverged = not (self._metrics.finite and math.isfinite(self._metrics.train_loss))
+        if diverged:
             self._metrics = Metrics(float("nan"), float("nan"), float("nan"), float("nan"))
             reward = -self.config.divergence_penalty
             components = {"divergence": reward}
         else:
-            self._metrics = self.session.evaluate(segment.train_loss)
             reward, components = evaluate_reward(self._reward_fn, prev, self._metrics, cost,
                                                  self.config)
-        self._delta = self._metrics.accuracy - prev.accuracy if not segment.diverged else 0.0
-        terminated = segment.diverged
-        truncated = not terminated and self._t >= self.config.episode_length
-        info = self._info(time.perf_counter() - started, cost=cost, diverged=segment.diverged,
+        self._delta = 0.0 if diverged else self._metrics.accuracy - prev.accuracy
+        truncated = not diverged and self._t >= self.config.episode_length
+        info = self._info(time.perf_counter() - started, cost=cost, diverged=diverged,
+                          stopped=False, reward_components=components, **self._extra_info())
+        return self._observation(), float(reward), diverged, truncated, info
+
+    def _check_step(self, action) -> None:
+        if self._t is None:
+            raise gym.error.ResetNeeded("call reset() before step()")
+        if not self.action_space.contains(action):
+            raise gym.error.InvalidAction(f"action {action!r} is not in the action space "
+                                          f"{self.action_space}")
+
+    def _stop(self, started: float):
+        """The stop action: no training, zero cost, the episode terminates."""
+        self._delta = 0.0
+        reward, components = evaluate_reward(self._reward_fn, self._metrics, self._metrics, 0.0,
+                                             self.config)
+        info = self._info(time.perf_counter() - started, cost=0.0, diverged=False, stopped=True,
                           reward_components=components, **self._extra_info())
-        return self._observation(), float(reward), terminated, truncated, info
+        return self._observation(), float(reward), True, False, info
 
     def render(self) -> str | None:
         """With ``render_mode="ansi"``: one line describing the current state."""
@@ -238,7 +271,8 @@ class LoRATuningEnv(gym.Env):
         """
         from lora_gym.engine.export import export_adapter
 
-        assert self._t is not None, "call reset() before save_adapter()"
+        if self._t is None:
+            raise gym.error.ResetNeeded("call reset() before save_adapter(): there is no adapter")
         return export_adapter(self.session.net, self.config, self.task, path)
 
     def uniform_action(self, rank: int, lr: float) -> Any:
@@ -255,6 +289,16 @@ class LoRATuningEnv(gym.Env):
 
     def _on_reset(self) -> None:
         """Called at the end of `reset`, after the session started the episode."""
+
+    def _is_stop(self, action) -> bool:
+        """Whether `action` is the stop action (variants: a last entry of 1, see `stop_flag`)."""
+        if np.ndim(action):
+            return self.config.stop_action and int(action[-1]) == 1
+        return self.grid.is_stop(int(action))
+
+    def _stop_dims(self) -> list[int]:
+        """The `MultiDiscrete` variants' last entry, 0 = train, 1 = stop (if there is stop)."""
+        return [2] if self.config.stop_action else []
 
     def _apply_action(self, action) -> tuple[Any, float]:
         """Apply what the action sets besides rank and lr; return ``(rank, lr)`` for the session."""

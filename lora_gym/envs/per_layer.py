@@ -23,15 +23,17 @@ class LoRAPerLayerEnv(LoRATuningEnv):
     agent can move rank budget to the layers that need it without losing what was learned.
 
     ## Action Space
-    `MultiDiscrete([len(ranks)] * layer_groups + [len(learning_rates)])`: entry g < layer_groups
-    is the rank index of group g (group 0 holds the lowest layers), the last entry the learning
-    rate index. With the default config (2 groups):
+    `MultiDiscrete([len(ranks)] * layer_groups + [len(learning_rates), 2])`: entry
+    g < layer_groups is the rank index of group g (group 0 holds the lowest layers), then the
+    learning rate index, then *stop* (1 ends the episode without training, whatever the other
+    entries say; absent with ``stop_action: false``). With the default config (2 groups):
 
     | Num | Action            | Values             |
     |-----|-------------------|--------------------|
     | 0   | rank of group 0   | 2, 4, 8, 16        |
     | 1   | rank of group 1   | 2, 4, 8, 16        |
     | 2   | learning rate     | 1.0e-4, 3.0e-4, 1.0e-3, 3.0e-3 |
+    | 3   | stop              | 0 (train), 1 (stop) |
 
     ## Observation Space
     `Box(low, high, (15 + 1 + layer_groups,), float32)`: entries 0-14 are those of `LoRATune-v0`
@@ -57,15 +59,15 @@ class LoRAPerLayerEnv(LoRATuningEnv):
     As `LoRATune-v0`: every group at the smallest rank.
 
     ## Episode End
-    1. Termination: the fine-tune diverged (non-finite training loss).
-    2. Truncation: ``episode_length`` actions were taken.
+    As `LoRATune-v0`: termination on stop or divergence, truncation after ``episode_length``
+    segments.
 
     ## Arguments
     ```python
     >>> import gymnasium as gym, lora_gym
     >>> env = gym.make("LoRATunePerLayer-v0", config="envs_configs/tiny.yaml", layer_groups=2)
     >>> env.action_space
-    MultiDiscrete([3 3 2])
+    MultiDiscrete([3 3 2 2])
 
     ```
     The arguments of `LoRATune-v0`; ``layer_groups`` (default 2) sets the number of groups, at
@@ -86,11 +88,11 @@ class LoRAPerLayerEnv(LoRATuningEnv):
     def uniform_action(self, rank: int, lr: float) -> np.ndarray:
         """Every group at `rank`, learning rate `lr` (both on the grid)."""
         i, j = divmod(self.grid.encode(rank, lr), len(self.config.learning_rates))
-        return np.array([i] * self.n_groups + [j])
+        return np.array([i] * self.n_groups + [j] + [0] * len(self._stop_dims()))
 
     def _action_space(self) -> spaces.Space:
         n_ranks, n_lrs = len(self.config.ranks), len(self.config.learning_rates)
-        return spaces.MultiDiscrete([n_ranks] * self.n_groups + [n_lrs])
+        return spaces.MultiDiscrete([n_ranks] * self.n_groups + [n_lrs] + self._stop_dims())
 
     def _extra_observation_spec(self) -> ObservationSpec:
         groups = tuple((f"group_rank_{g}", 0.0, 1.0) for g in range(self.n_groups))
@@ -101,7 +103,7 @@ class LoRAPerLayerEnv(LoRATuningEnv):
         self._rank = (self.config.ranks[0],) * self.n_groups
 
     def _apply_action(self, action) -> tuple[tuple[int, ...], float]:
-        *ranks, lr = (int(i) for i in action)
+        *ranks, lr = (int(i) for i in action[:self.n_groups + 1])
         return tuple(self.config.ranks[i] for i in ranks), self.config.learning_rates[lr]
 
     def _group_positions(self) -> list[float]:

@@ -38,8 +38,10 @@ class LoRATuneReplayEnv(gym.Env):
     per episode) at construction; nothing touches SQLite, torch or pandas per step.
 
     ## Action Space
-    Identical to `LoRATune-v0`: `Discrete(len(ranks) * len(learning_rates))`, action
-    ``i * len(learning_rates) + j`` is ``(ranks[i], learning_rates[j])``.
+    Identical to `LoRATune-v0`: `Discrete(len(ranks) * len(learning_rates) + 1)`, action
+    ``i * len(learning_rates) + j`` is ``(ranks[i], learning_rates[j])``, the last one *stop*
+    (absent with ``stop_action: false``). Stop needs no recorded row: it trains nothing, so any
+    table serves it, and its reward and observation are those the live env gives.
 
     ## Observation Space
     Identical to `LoRATune-v0` (15 normalised floats, see `LoRATuningEnv`); table steps return
@@ -70,8 +72,9 @@ class LoRATuneReplayEnv(gym.Env):
     ``options={"episode_seed": s}``; an unrecorded one is a miss, which only ``live`` serves).
 
     ## Episode End
-    1. Termination: the recorded fine-tune diverged (the surrogate never predicts divergence).
-    2. Truncation: ``episode_length`` actions were taken.
+    1. Termination: the agent chose *stop*.
+    2. Termination: the recorded fine-tune diverged (the surrogate never predicts divergence).
+    3. Truncation: ``episode_length`` segments were trained.
 
     ## Arguments
     ```python
@@ -108,7 +111,7 @@ class LoRATuneReplayEnv(gym.Env):
             if value not in allowed:
                 raise ValueError(f"`{name}` must be one of {list(allowed)}, got {value!r}")
         self.render_mode, self.miss, self.surrogate_kind = render_mode, miss, surrogate
-        self.grid = ActionGrid(self.config.ranks, self.config.learning_rates)
+        self.grid = ActionGrid.of(self.config)
         self.action_space = spaces.Discrete(len(self.grid))
         self.observation_space = spaces.Box(OBS_LOW, OBS_HIGH, dtype=np.float32)
         self.observation_names = OBSERVATION_NAMES
@@ -117,7 +120,8 @@ class LoRATuneReplayEnv(gym.Env):
         with closing(Store(self.store_path, readonly=True)) as db:
             self.index = TableIndex.load(db, self.config)
         self._task_names = self._recorded_tasks()
-        self._n, self._T = len(self.grid), self.config.episode_length
+        self._T = self.config.episode_length
+        self._delta_slot = OBSERVATION_NAMES.index("delta_accuracy")
         self._rewards: dict[Node, tuple[float, dict[str, float]]] = {}
         self._node: Node | None = None
         self._off_table = False
@@ -166,11 +170,14 @@ class LoRATuneReplayEnv(gym.Env):
     def step(self, action):
         """Serve the step of ``prefix + (action,)`` from the table, or by the miss policy."""
         node = self._node
-        assert node is not None, "call reset() before step()"
-        if not isinstance(action, int | np.integer) or isinstance(action, bool):
-            assert self.action_space.contains(action), f"invalid action {action!r}"
+        if node is None:
+            raise gym.error.ResetNeeded("call reset() before step()")
+        if not self.action_space.contains(action):
+            raise gym.error.InvalidAction(f"action {action!r} is not in the action space "
+                                          f"{self.action_space}")
         a = int(action)
-        assert 0 <= a < self._n, f"invalid action {action!r}"
+        if self.grid.is_stop(a):
+            return self._stop(node)
         child = None if self._off_table else node.children.get(a)
         source = "table"
         if child is None:
@@ -188,7 +195,7 @@ class LoRATuneReplayEnv(gym.Env):
         terminated = child.diverged
         info = step_info(self._task, t, child.rank, child.lr, child.metrics_info,
                          child.cost_so_far, self._seed, cost=child.cost, diverged=child.diverged,
-                         reward_components=dict(components), source=source)
+                         stopped=False, reward_components=dict(components), source=source)
         return (child.obs.copy(), reward, terminated, not terminated and t >= self._T, info)
 
     def render(self) -> str | None:
@@ -208,6 +215,17 @@ class LoRATuneReplayEnv(gym.Env):
             self._live = None
 
     # -- helpers ---------------------------------------------------------------------------------
+    def _stop(self, node: Node):
+        """Stop: nothing trained or looked up; the live env's observation, reward and info."""
+        reward, components = evaluate_reward(self._reward_fn, node.metrics, node.metrics, 0.0,
+                                             self.config)
+        obs = node.obs.copy()
+        obs[self._delta_slot] = 0.0
+        info = step_info(self._task, len(node.prefix), node.rank, node.lr, node.metrics_info,
+                         node.cost_so_far, self._seed, cost=0.0, diverged=False, stopped=True,
+                         reward_components=dict(components), source="table")
+        return obs, float(reward), True, False, info
+
     def _reward(self, prev: Node, cur: Node) -> tuple[float, dict[str, float]]:
         if cur.diverged:
             penalty = -self.config.divergence_penalty

@@ -35,14 +35,16 @@ class LoRAScopeEnv(LoRATuningEnv):
     scope reach every layer, use ``lora_layers: all`` (which runs every layer).
 
     ## Action Space
-    `MultiDiscrete([len(scopes), len(ranks), len(learning_rates)])`: (scope index, rank index,
-    learning-rate index). With the default config:
+    `MultiDiscrete([len(scopes), len(ranks), len(learning_rates), 2])`: (scope index, rank index,
+    learning-rate index, stop); stop = 1 ends the episode without training (absent with
+    ``stop_action: false``). With the default config:
 
     | Num | Action        | Values                         |
     |-----|---------------|--------------------------------|
     | 0   | scope         | top-1, top-2, all              |
     | 1   | rank          | 2, 4, 8, 16                    |
     | 2   | learning rate | 1.0e-4, 3.0e-4, 1.0e-3, 3.0e-3 |
+    | 3   | stop          | 0 (train), 1 (stop)            |
 
     ## Observation Space
     `Box(low, high, (17,), float32)`: entries 0-14 are those of `LoRATune-v0`, then:
@@ -63,8 +65,8 @@ class LoRAScopeEnv(LoRATuningEnv):
     As `LoRATune-v0`, with the first scope of ``scopes`` trainable.
 
     ## Episode End
-    1. Termination: the fine-tune diverged (non-finite training loss).
-    2. Truncation: ``episode_length`` actions were taken.
+    As `LoRATune-v0`: termination on stop or divergence, truncation after ``episode_length``
+    segments.
 
     ## Arguments
     ```python
@@ -72,7 +74,7 @@ class LoRAScopeEnv(LoRATuningEnv):
     >>> env = gym.make("LoRATuneScope-v0", config="envs_configs/tiny.yaml",
     ...                scopes=["top-1:value", "top-1", "all"])
     >>> env.action_space
-    MultiDiscrete([3 3 2])
+    MultiDiscrete([3 3 2 2])
 
     ```
     The arguments of `LoRATune-v0`; ``scopes`` lists the scopes, narrowest first by convention.
@@ -92,11 +94,12 @@ class LoRAScopeEnv(LoRATuningEnv):
     def uniform_action(self, rank: int, lr: float) -> np.ndarray:
         """The widest (last) scope at `rank`, learning rate `lr` (both on the grid)."""
         i, j = divmod(self.grid.encode(rank, lr), len(self.config.learning_rates))
-        return np.array([len(self.config.scopes) - 1, i, j])
+        return np.array([len(self.config.scopes) - 1, i, j] + [0] * len(self._stop_dims()))
 
     def _action_space(self) -> spaces.Space:
         cfg = self.config
-        return spaces.MultiDiscrete([len(cfg.scopes), len(cfg.ranks), len(cfg.learning_rates)])
+        return spaces.MultiDiscrete([len(cfg.scopes), len(cfg.ranks), len(cfg.learning_rates),
+                                     *self._stop_dims()])
 
     def _extra_observation_spec(self) -> ObservationSpec:
         return (("trainable_rank", 0.0, 1.0), ("scope_position", 0.0, 1.0))
@@ -109,7 +112,7 @@ class LoRAScopeEnv(LoRATuningEnv):
         self._set_scope(0)
 
     def _apply_action(self, action) -> tuple[int, float]:
-        scope, rank, lr = (int(i) for i in action)
+        scope, rank, lr = (int(i) for i in action[:3])
         self._set_scope(scope)
         return self.config.ranks[rank], self.config.learning_rates[lr]
 

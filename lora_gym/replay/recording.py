@@ -16,6 +16,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.utils import seeding
 
+from lora_gym.core.actions import ActionGrid
 from lora_gym.core.config import EnvConfig
 from lora_gym.policies import Policy
 from lora_gym.replay.index import Node, TableIndex
@@ -54,6 +55,8 @@ class RecordingWrapper(gym.Wrapper):
         """Step the env and record the step under the episode's action prefix."""
         started = time.perf_counter()
         obs, reward, terminated, truncated, info = self.env.step(action)
+        if info.get("stopped"):
+            return obs, reward, terminated, truncated, info  # nothing trained: nothing to record
         self._prefix = (*self._prefix, int(action))
         self._record(obs, info, time.perf_counter() - started, cost=info["cost"],
                      diverged=info["diverged"])
@@ -79,14 +82,20 @@ def episode_seed(reset_seed: int) -> int:
 
 
 def episode_recorded(index: TableIndex | None, policy: Policy, task: str, reset_seed: int,
-                     episode_length: int) -> bool:
-    """Whether every step `policy` takes in this episode is in `index` (walked, nothing run)."""
+                     episode_length: int, stop_action: int | None = None) -> bool:
+    """Whether every step `policy` takes in this episode is in `index` (walked, nothing run).
+
+    A stop ends the walk: it trains nothing, so it needs no row.
+    """
     node: Node | None = None if index is None else index.get(task, episode_seed(reset_seed), ())
     policy.begin_episode(task, reset_seed)
     for _ in range(episode_length):
         if node is None or node.diverged:
             break
-        node = node.children.get(policy.act(node.obs))
+        action = policy.act(node.obs)
+        if stop_action is not None and action == stop_action:
+            break
+        node = node.children.get(action)
     return node is not None
 
 
@@ -101,7 +110,9 @@ def record(config: EnvConfig, jobs: list[tuple[Policy, str, int]], store_path: s
         except LookupError:
             index = None
         T = config.episode_length
-        pending = [(p, t, s) for p, t, s in jobs if not episode_recorded(index, p, t, s, T)]
+        stop = ActionGrid.of(config).stop_action
+        pending = [(p, t, s) for p, t, s in jobs
+                   if not episode_recorded(index, p, t, s, T, stop)]
         env = RecordingWrapper(gym.make("LoRATune-v0", config=config,
                                         disable_env_checker=True), store)
         before = store.count()

@@ -33,7 +33,7 @@ OUTCOME_ENV_ID = "LoRATune-v0"
 """The live env whose outcomes rows hold; part of the hash, so a v1 env gets new keys."""
 EXCLUDED_FIELDS: tuple[str, ...] = (
     "reward_fn", "cost_weight", "divergence_penalty", "report_wall_time", "torch_threads", "extra",
-    "task_split",
+    "task_split", "stop_action",
 )
 """Config fields left out of `config_hash`: they change rewards, logging or threads, or (for
 ``task_split``) only which task a reset samples, never the outcome of a given task and seed."""

@@ -143,7 +143,7 @@ class Surrogate:
 
     def __init__(self, index: TableIndex, config: EnvConfig, kind: str = "knn") -> None:
         self.config, self.kind = config, kind
-        self.grid = ActionGrid(config.ranks, config.learning_rates)
+        self.grid = ActionGrid.of(config)
         X, Y, _ = training_data(index, self.grid)
         self.models = fit_models(X, Y, kind)
         self.tokens = _tokens_per_segment(index, config)
