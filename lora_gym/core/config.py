@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from lora_gym.core.errors import ConfigError
+from lora_gym.core.schedules import LR_SCHEDULES
 
 _LORA_LAYERS_HELP = "'all' or 'top-<k>' with k >= 1 (e.g. 'top-2')"
 RANDOM_INITS: tuple[str, ...] = ("kaiming", "gaussian", "orthogonal")
@@ -83,6 +84,12 @@ class EnvConfig:
     all of them)."""
     weight_decay: float = 0.0
     """AdamW weight decay."""
+    lr_schedule: str = "constant"
+    """Learning rate within each segment (`lora_gym.core.schedules`): ``constant`` (the chosen lr
+    at every step), ``cosine`` (decays from it towards 0) or ``warmup_cosine`` (linear warm-up
+    over `lr_warmup` of the segment's steps, then cosine decay)."""
+    lr_warmup: float = 0.1
+    """``lr_schedule: warmup_cosine``: fraction of each segment's steps that warm up (>= 1 step)."""
     max_grad_norm: float = 1.0
     """Gradient-norm clipping threshold (0 disables clipping)."""
     reward_fn: str | Callable[..., Any] = "delta_acc_minus_cost"
@@ -122,6 +129,9 @@ class EnvConfig:
         self.top_layers  # noqa: B018 - validates `lora_layers`
         _check_choice("alpha_policy", self.alpha_policy, ALPHA_POLICIES)
         _check_choice("init", self.init, INITS)
+        _check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
+        if not 0.0 <= self.lr_warmup < 1.0:
+            raise ConfigError(f"`lr_warmup` must be in [0, 1), got {self.lr_warmup!r}")
         if self.layer_groups < 1:
             raise ConfigError(f"`layer_groups` must be >= 1, got {self.layer_groups!r}")
         if not self.scopes:

@@ -49,6 +49,7 @@ from lora_gym.core.config import EnvConfig
 from lora_gym.core.errors import ConfigError, LoRAGymWarning
 from lora_gym.core.metrics import Metrics, classification_metrics
 from lora_gym.core.observation import TaskFeatures
+from lora_gym.core.schedules import lr_factor
 from lora_gym.engine import prefix_cache
 from lora_gym.engine import resize as lora
 from lora_gym.engine.adapter import AdapterManager
@@ -256,13 +257,17 @@ class FineTuneSession:
         return batch
 
     def train(self, rank: int | tuple[int, ...], lr: float, steps: int) -> SegmentResult:
-        """Resize to `rank`, then train `steps` optimizer steps at learning rate `lr`."""
+        """Resize to `rank`, then train `steps` optimizer steps at learning rate `lr`.
+
+        The lr follows the config's in-segment ``lr_schedule`` (constant by default).
+        """
         self.set_rank(rank)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
         params = [p for g in self.optimizer.param_groups for p in g["params"]]
         losses, tokens = [], 0
-        for _ in range(steps):
+        for step in range(steps):
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr * lr_factor(self.config.lr_schedule, step, steps,
+                                             self.config.lr_warmup)
             with record_function("lora_gym.forward"):
                 logits, labels, n_tokens = self._outputs("train", self._next_batch(), False)
                 loss = F.cross_entropy(logits, labels)

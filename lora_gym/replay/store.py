@@ -59,7 +59,8 @@ _STEP_COLUMNS = ("task", "model", "config_hash", "episode_seed", "prefix", "step
                  *METRIC_NAMES, "rank", "lr", "cost", "cost_so_far", "diverged", "wall_time_s")
 
 
-NEW_FIELD_DEFAULTS: tuple[str, ...] = ("alpha_policy", "init", "layer_groups", "scopes")
+NEW_FIELD_DEFAULTS: tuple[str, ...] = ("alpha_policy", "init", "layer_groups", "scopes",
+                                       "lr_schedule", "lr_warmup")
 """Fields added after tables were recorded: left out of `config_hash` while they equal their
 default (the value every older row was computed with), so existing tables keep their hashes."""
 
