@@ -8,11 +8,12 @@ import lora_gym  # noqa: F401
 from agents import baselines, report
 from agents.evaluate import evaluate, run_episode
 from lora_gym.core.observation import OBSERVATION_NAMES
+from tests.conftest import TINY
 
 
 @pytest.fixture(scope="module")
 def env():
-    return gym.make("LoRATune-v0", config="envs_configs/tiny.yaml")
+    return gym.make("LoRATune-v0", config=TINY)
 
 
 def test_every_baseline_completes_episodes(env):
@@ -40,7 +41,7 @@ def test_same_seed_same_episode_for_every_policy(env):
 
 
 def test_schedule_grows_rank_and_decays_lr():
-    grid = gym.make("LoRATune-v0", config="envs_configs/tiny.yaml").unwrapped.grid
+    grid = gym.make("LoRATune-v0", config=TINY).unwrapped.grid
     policy = baselines.SchedulePolicy(grid, episode_length=3)
     obs = np.zeros(len(OBSERVATION_NAMES), dtype=np.float32)
     steps_left = OBSERVATION_NAMES.index("steps_left")
@@ -81,7 +82,7 @@ def test_static_triple_stops_after_its_segments(env):
 
 
 def test_patience_stops_when_accuracy_stalls():
-    grid = gym.make("LoRATune-v0", config="envs_configs/tiny.yaml").unwrapped.grid
+    grid = gym.make("LoRATune-v0", config=TINY).unwrapped.grid
     policy = baselines.PatiencePolicy(2, grid, episode_length=4, threshold=0.01, patience=2)
     obs = np.zeros(len(OBSERVATION_NAMES), dtype=np.float32)
     left, delta = OBSERVATION_NAMES.index("steps_left"), OBSERVATION_NAMES.index("delta_accuracy")

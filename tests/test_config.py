@@ -1,27 +1,27 @@
 """Configuration: YAML round-trip, defaults, and error messages that name the field."""
 
-from pathlib import Path
 
 import pytest
 
 from lora_gym.core.config import EnvConfig, resolve_config
 from lora_gym.core.errors import ConfigError
+from tests.conftest import CONFIGS, DEFAULT, TINY
 
-CONFIGS = sorted(Path(__file__).parents[1].joinpath("envs_configs").glob("*.yaml"))
+CONFIG_FILES = sorted(CONFIGS.glob("*.yaml"))
 
 
 def test_default_yaml_is_the_embedded_default():
-    assert EnvConfig.from_yaml("envs_configs/default.yaml") == EnvConfig()
+    assert EnvConfig.from_yaml(DEFAULT) == EnvConfig()
 
 
-@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", CONFIG_FILES, ids=lambda p: p.name)
 def test_every_shipped_config_round_trips(path):
     config = EnvConfig.from_yaml(path)
     assert EnvConfig.from_dict(config.to_dict()) == config
 
 
 def test_overrides_replace_fields():
-    config = resolve_config("envs_configs/tiny.yaml", episode_length=7, ranks=[1, 8])
+    config = resolve_config(TINY, episode_length=7, ranks=[1, 8])
     assert config.episode_length == 7 and config.ranks == (1, 8)
     assert config.model == "tiny-bert"
 

@@ -18,9 +18,10 @@ from lora_gym.envs.scope import LoRAScopeEnv
 from lora_gym.replay.store import outcome_config
 from lora_gym.tasks.loading import load_task
 from lora_gym.tasks.sets import load_task_set
+from tests.conftest import TINY
 from tests.test_finetune import _cache_in_tmp, _keep_threads  # noqa: F401 - autouse fixtures
 
-TINY = EnvConfig.from_yaml("envs_configs/tiny.yaml").replace(lora_layers="all")
+TINY = EnvConfig.from_yaml(TINY).replace(lora_layers="all")
 NEW_IDS = ("LoRATunePerLayer-v0", "LoRATuneScope-v0")
 
 

@@ -13,8 +13,7 @@ from stable_baselines3.common.env_checker import check_env as sb3_check_env
 import lora_gym
 from lora_gym.core.config import EnvConfig
 from lora_gym.envs.lora_tune import LoRATuningEnv
-
-TINY = "envs_configs/tiny.yaml"
+from tests.conftest import TINY
 
 
 def make(**kwargs):

@@ -6,10 +6,11 @@ from peft import PeftModel
 
 import lora_gym  # noqa: F401
 from lora_gym.engine.export import load_adapter
+from tests.conftest import TINY
 
 
 def test_exported_adapter_reloads_with_identical_predictions(tmp_path):
-    env = gym.make("LoRATune-v0", config="envs_configs/tiny.yaml", steps_per_action=5)
+    env = gym.make("LoRATune-v0", config=TINY, steps_per_action=5)
     env.reset(seed=0, options={"task": "synth-a"})
     grid = env.unwrapped.grid
     env.step(grid.encode(4, 1.0e-2))

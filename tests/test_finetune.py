@@ -14,8 +14,9 @@ from lora_gym.engine.encoding import EncodedSplit, collate, encode_task
 from lora_gym.engine.session import N_ENVS_ENV, FineTuneSession, available_cpus, resolve_threads
 from lora_gym.tasks.loading import load_task
 from lora_gym.tasks.sets import load_task_set
+from tests.conftest import TINY
 
-TINY = EnvConfig.from_yaml("envs_configs/tiny.yaml")
+TINY = EnvConfig.from_yaml(TINY)
 ALL_MODULES = ("query", "key", "value", "attention.output.dense", "intermediate.dense",
                "output.dense")
 

@@ -12,8 +12,7 @@ import pytest
 import lora_gym  # noqa: F401
 from lora_gym.cli import recommend
 from lora_gym.engine.export import load_adapter
-
-TINY = "envs_configs/tiny.yaml"
+from tests.conftest import TINY
 
 
 @pytest.fixture()

@@ -4,13 +4,13 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).parents[1]
-TINY_KWARGS = ["--env-kwargs", "config:'envs_configs/tiny.yaml'"]
+from tests.conftest import ROOT, TINY
+
+TINY_KWARGS = ["--env-kwargs", f"config:'{TINY}'"]
 
 
 def run(*args):
@@ -70,7 +70,7 @@ def test_compare_scores_every_method_and_the_agent(trained, tmp_path):
 def test_main_job_on_tiny_table(tmp_path):
     """`make demo`'s pipeline: PPO on the replay table, comparison, live check."""
     out = subprocess.run(
-        [sys.executable, "-m", "lora_gym", "demo", "--config", "envs_configs/tiny.yaml",
+        [sys.executable, "-m", "lora_gym", "demo", "--config", TINY,
          "--timesteps", "1000", "--seeds", "1", "--out", str(tmp_path)],
         capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1",
                                              "LORA_GYM_CACHE": str(tmp_path / "cache")})

@@ -14,6 +14,7 @@ import sys
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("agents.demo", "the main job: PPO on the shipped table, compared, checked live"),
+    "improve": ("agents.improve", "train on replay, run live and record, refit, retrain"),
     "compare": ("agents.compare", "score baselines and trained agents on the test tasks"),
     "record": ("lora_gym.cli.record", "record live episodes of policies into a store"),
     "sim2real": ("lora_gym.cli.sim2real", "a policy's episodes on the replay vs the live env"),

@@ -26,7 +26,7 @@ from lora_gym.replay.index import TableMiss
 from lora_gym.replay.recording import RecordingWrapper, episode_seed
 from lora_gym.replay.store import Store
 from lora_gym.replay.surrogate import SURROGATE_KINDS
-from lora_gym.rollout import run_episode
+from lora_gym.rollout import EpisodeResult, run_episode
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,15 @@ class EpisodePair:
     live_final_accuracy: float
     table_fraction: float
     """Share of the replay episode's steps served from the table (the rest by the surrogate)."""
+
+    @classmethod
+    def of(cls, policy: str, task: str, seed: int, replay: EpisodeResult, live: EpisodeResult
+           ) -> EpisodePair:
+        """The pair of one episode's replay and live results."""
+        sources = [step["source"] for step in replay.trajectory]
+        return cls(policy, task, seed, replay.episode_return, live.episode_return,
+                   final_accuracy(replay), final_accuracy(live),
+                   sources.count("table") / max(len(sources), 1))
 
 
 def compare(config: EnvConfig, jobs: list[tuple[Policy, str, int]], store: str | None,
@@ -64,17 +73,15 @@ def compare(config: EnvConfig, jobs: list[tuple[Policy, str, int]], store: str |
                       file=sys.stderr)
                 continue
             real = run_episode(live, policy, task, seed)
-            sources = [step["source"] for step in rep.trajectory]
-            pairs.append(EpisodePair(policy.name, task, seed, rep.episode_return,
-                                     real.episode_return, _final(rep), _final(real),
-                                     sources.count("table") / len(sources)))
+            pairs.append(EpisodePair.of(policy.name, task, seed, rep, real))
     finally:
         if writer is not None:
             writer.close()
     return pairs
 
 
-def _final(result) -> float:
+def final_accuracy(result: EpisodeResult) -> float:
+    """An episode's final accuracy (NaN if it diverged)."""
     return math.nan if result.final_accuracy is None else float(result.final_accuracy)
 
 

@@ -13,6 +13,10 @@ class ActionGrid:
     Action ``i * len(lrs) + j`` is (r_i, lr_j); with ``stop``, action ``len(ranks) * len(lrs)``
     (the last one) ends the episode without training. Appending stop keeps every pair's index,
     so recorded action prefixes stay valid with or without it.
+
+    >>> grid = ActionGrid((2, 4), (1.0e-4, 1.0e-3), stop=True)
+    >>> grid.decode(3), grid.stop_action, len(grid)
+    ((4, 0.001), 4, 5)
     """
 
     ranks: tuple[int, ...]

@@ -29,7 +29,7 @@ from lora_gym.core.observation import (
 from lora_gym.core.rewards import evaluate_reward, resolve_reward
 
 
-class LoRATuningEnv(gym.Env):
+class LoRATuningEnv(gym.Env[np.ndarray, np.int64]):
     """Tune a live LoRA fine-tune: every step trains a real adapter for K steps and evaluates it.
 
     ## Description
@@ -179,7 +179,8 @@ class LoRATuningEnv(gym.Env):
         return self._session
 
     # -- Gymnasium API -----------------------------------------------------------------------------
-    def reset(self, *, seed: int | None = None, options: Mapping[str, Any] | None = None):
+    def reset(self, *, seed: int | None = None, options: Mapping[str, Any] | None = None
+              ) -> tuple[np.ndarray, dict[str, Any]]:
         """Start a fine-tune on a (sampled or given) task; returns ``(obs, info)``."""
         super().reset(seed=seed)
         from lora_gym.tasks.loading import load_task
@@ -205,7 +206,7 @@ class LoRATuningEnv(gym.Env):
         info = self._info(time.perf_counter() - started)
         return self._observation(), info
 
-    def step(self, action):
+    def step(self, action: np.int64 | int) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         """Resize to the action's rank, train K steps at its lr, evaluate; see the class doc.
 
         Raises:

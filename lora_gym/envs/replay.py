@@ -25,7 +25,7 @@ from lora_gym.replay.tables import resolve_store
 MISS_POLICIES: tuple[str, ...] = ("raise", "live", "surrogate")
 
 
-class LoRATuneReplayEnv(gym.Env):
+class LoRATuneReplayEnv(gym.Env[np.ndarray, np.int64]):
     """`LoRATune-v0` replayed from a store of recorded live steps: same MDP, microseconds a step.
 
     ## Description
@@ -140,7 +140,8 @@ class LoRATuneReplayEnv(gym.Env):
                               f"{list(self.index.tasks())}")
         return names
 
-    def reset(self, *, seed: int | None = None, options: Mapping[str, Any] | None = None):
+    def reset(self, *, seed: int | None = None, options: Mapping[str, Any] | None = None
+              ) -> tuple[np.ndarray, dict[str, Any]]:
         """Start a recorded episode (task and episode seed drawn or given); ``(obs, info)``."""
         super().reset(seed=seed)
         options = dict(options or {})
@@ -167,7 +168,7 @@ class LoRATuneReplayEnv(gym.Env):
                          episode_seed, source=source)
         return node.obs.copy(), info
 
-    def step(self, action):
+    def step(self, action: np.int64 | int) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         """Serve the step of ``prefix + (action,)`` from the table, or by the miss policy."""
         node = self._node
         if node is None:
