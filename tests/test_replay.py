@@ -267,3 +267,24 @@ def test_a_stop_is_not_recorded(tmp_path):
         env.step(0)
         env.step(env.unwrapped.grid.stop_action)
         assert store.count() == 2  # the reset and the one trained segment
+
+
+def test_live_seeds_with_live_misses_is_a_cached_live_env(tmp_path, store_path):
+    import shutil
+
+    path = tmp_path / "cache.sqlite"
+    shutil.copyfile(store_path, path)
+    live = gym.make("LoRATune-v0", config=CONFIG.replace(task_split="all"))
+    cached = gym.make("LoRATuneReplay-v0", config=CONFIG.replace(task_split="all"),
+                      store=str(path), miss="live", episode_seeds="live")
+    a, b = live.reset(seed=123), cached.reset(seed=123)  # an unrecorded episode: run live
+    np.testing.assert_array_equal(a[0], b[0])
+    assert a[1]["task"] == b[1]["task"] and a[1]["episode_seed"] == b[1]["episode_seed"]
+    for action in (2, 0):
+        x, y = live.step(action), cached.step(action)
+        np.testing.assert_array_equal(x[0], y[0])
+        assert x[1] == y[1] and y[4]["source"] == "live"
+    again = gym.make("LoRATuneReplay-v0", config=CONFIG.replace(task_split="all"),
+                     store=str(path), miss="raise", episode_seeds="live")
+    again.reset(seed=123)
+    assert again.step(2)[4]["source"] == "table"  # recorded by the first run

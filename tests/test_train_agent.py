@@ -55,7 +55,8 @@ def test_compare_scores_every_method_and_the_agent(trained, tmp_path):
     run("-m", "lora_gym", "compare", *TINY_KWARGS, "--seeds", "2", "--out", str(tmp_path),
         "--agent", f"ppo={agent}", "--no-progress", "--export-adapters", str(tmp_path / "ad"))
     results = json.loads((tmp_path / "results.json").read_text())
-    methods = {"default", "random", "schedule", "best-static", "oracle", "optuna", "ppo"}
+    methods = {"default", "random", "schedule", "patience", "best-static", "oracle", "optuna",
+               "ppo"}
     assert set(results["summary"]) == methods
     assert results["tasks"] == ["synth-c"] and results["seeds"] == [0, 1]
     assert len(results["episodes"]) == len(methods) * 2
@@ -65,6 +66,23 @@ def test_compare_scores_every_method_and_the_agent(trained, tmp_path):
         assert (tmp_path / name).stat().st_size > 0
     for method in methods:  # the best episode's adapter of every method, as a PEFT folder
         assert (tmp_path / "ad" / method / "synth-c" / "adapter_config.json").is_file()
+    assert set(results["paired"]) == {"ppo - best-static", "ppo - patience"}
+    assert all(0 <= row["segments"] <= 3 for row in results["summary"].values())
+
+
+def test_live_benchmark_table(trained, tmp_path):
+    agent = trained / "ppo" / "LoRATune-v0_1" / "LoRATune-v0.zip"
+    args = ["benchmarks/agent_live.py", "--agent", str(agent), "--config", TINY, "--store",
+            str(tmp_path / "live.sqlite"), "--seeds", "2", "--optuna-trials", "6", "--out",
+            str(tmp_path / "out")]
+    out = run(*args).stdout
+    result = json.loads((tmp_path / "out" / "agent_live.json").read_text())
+    assert set(result["summary"]) == {"agent", "default", "random", "best-static", "patience",
+                                      "optuna"}
+    assert result["paired"]["agent - best-static"]["pairs"] == 2
+    assert result["sim_to_real"]["episodes"] == 12 and "sim-to-real over 12" in out
+    rerun = run(*args).stdout  # every step was recorded: the rerun runs nothing live
+    assert "'live': 0" in rerun
 
 
 def test_main_job_on_tiny_table(tmp_path):

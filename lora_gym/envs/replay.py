@@ -23,6 +23,9 @@ from lora_gym.replay.surrogate import SURROGATE_KINDS
 from lora_gym.replay.tables import resolve_store
 
 MISS_POLICIES: tuple[str, ...] = ("raise", "live", "surrogate")
+EPISODE_SEEDS: tuple[str, ...] = ("recorded", "live")
+"""How ``reset(seed=s)`` picks an episode: one of the task's recorded episode seeds, or the seed
+`LoRATune-v0` would draw (with ``miss="live"``: a live env that serves what it has recorded)."""
 
 
 class LoRATuneReplayEnv(gym.Env[np.ndarray, np.int64]):
@@ -70,6 +73,10 @@ class LoRATuneReplayEnv(gym.Env[np.ndarray, np.int64]):
     A task of ``task_split`` that has recorded episodes is drawn with ``np_random`` (or given as
     ``options={"task": name}``), then one of its recorded episode seeds (or given exactly as
     ``options={"episode_seed": s}``; an unrecorded one is a miss, which only ``live`` serves).
+    With ``episode_seeds="live"`` the task and episode seed are drawn exactly as `LoRATune-v0`
+    draws them, so that with ``miss="live"`` the env is the live env with a cache: a reset seed
+    gives the live env's episode, served from the store where recorded and run live (and
+    recorded) where not.
 
     ## Episode End
     1. Termination: the agent chose *stop*.
@@ -90,7 +97,8 @@ class LoRATuneReplayEnv(gym.Env[np.ndarray, np.int64]):
     ``store``: ``None`` (the table shipped for the config's
     model and task set: ``tiny`` for tiny-bert/tiny, ``default`` for minilm/default), a shipped
     table's name, or a store path; ``miss``: ``raise``, ``live`` or ``surrogate`` (default);
-    ``surrogate``: ``knn`` (default) or ``hgb`` (see `lora_gym.replay.surrogate`).
+    ``surrogate``: ``knn`` (default) or ``hgb`` (see `lora_gym.replay.surrogate`);
+    ``episode_seeds``: ``recorded`` (default) or ``live`` (see Starting State).
 
     ## Registered Configurations
     * ``LoRATuneReplay-v0``: the embedded default served from the shipped default table.
@@ -103,14 +111,17 @@ class LoRATuneReplayEnv(gym.Env[np.ndarray, np.int64]):
 
     def __init__(self, config: Any = None, render_mode: str | None = None,
                  store: str | os.PathLike | None = None, miss: str = "surrogate",
-                 surrogate: str = "knn", **overrides: Any) -> None:
+                 surrogate: str = "knn", episode_seeds: str = "recorded",
+                 **overrides: Any) -> None:
         self.config: EnvConfig = resolve_config(config, **overrides)
         for name, value, allowed in (("miss", miss, MISS_POLICIES),
                                      ("surrogate", surrogate, SURROGATE_KINDS),
+                                     ("episode_seeds", episode_seeds, EPISODE_SEEDS),
                                      ("render_mode", render_mode, (None, "ansi"))):
             if value not in allowed:
                 raise ValueError(f"`{name}` must be one of {list(allowed)}, got {value!r}")
         self.render_mode, self.miss, self.surrogate_kind = render_mode, miss, surrogate
+        self.episode_seeds = episode_seeds
         self.grid = ActionGrid.of(self.config)
         self.action_space = spaces.Discrete(len(self.grid))
         self.observation_space = spaces.Box(OBS_LOW, OBS_HIGH, dtype=np.float32)
@@ -133,8 +144,9 @@ class LoRATuneReplayEnv(gym.Env[np.ndarray, np.int64]):
 
         self.task_set = load_task_set(self.config.task_set)
         split = [t.name for t in self.task_set.tasks(self.config.task_split)]
+        self._split_names = tuple(split)
         names = tuple(t for t in split if t in self.index.roots)
-        if not names:
+        if not names and self.episode_seeds == "recorded":
             raise LookupError(f"store {str(self.store_path)!r} has no episode of the "
                               f"{self.config.task_split!r} tasks {split}; it has "
                               f"{list(self.index.tasks())}")
@@ -149,10 +161,12 @@ class LoRATuneReplayEnv(gym.Env[np.ndarray, np.int64]):
         if unknown:
             raise ValueError(f"unknown reset option(s) {unknown}; valid options are "
                              "['episode_seed', 'task']")
-        task = options.get("task") or self._task_names[
-            int(self.np_random.integers(len(self._task_names)))]
+        names = self._split_names if self.episode_seeds == "live" else self._task_names
+        task = options.get("task") or names[int(self.np_random.integers(len(names)))]
         if options.get("episode_seed") is not None:
             episode_seed = int(options["episode_seed"])
+        elif self.episode_seeds == "live":  # the draws of LoRATune-v0's reset, in its order
+            episode_seed = int(self.np_random.integers(2**31 - 1))
         elif self.index.seeds(task):
             seeds = self.index.seeds(task)
             episode_seed = seeds[int(self.np_random.integers(len(seeds)))]
