@@ -113,4 +113,27 @@ def test_orthogonal_init_rows_are_orthogonal_also_after_growth():
 
 def test_unknown_init_is_rejected():
     with pytest.raises(ValueError, match=r"`init` must be one of \['kaiming', 'gaussian'"):
-        lora.init_a(2, 8, torch.Generator(), "xavier")
+        lora.init_a(2, 8, torch.Generator(), "uniform")
+
+
+def test_xavier_and_layer_adaptive_scale_a_by_the_base_layer():
+    model, gen = tiny_lora_model(rank=2)
+    layer = lora.lora_layers(model)[0]
+    weight = layer.get_base_layer().weight.detach()  # (32, 32)
+    xavier = lora.init_a(2000, 32, gen, "xavier", base_weight=weight)
+    assert xavier.std().item() == pytest.approx((2 / 64) ** 0.5, rel=0.05)
+    sigma = torch.linalg.svdvals(weight.double())
+    scale = weight.std().item() * sigma[0].item()
+    low = lora.init_a(4, 32, gen, "layer_adaptive", base_weight=weight)  # rank <= eff. rank / 2
+    high = lora.init_a(2000, 32, gen, "layer_adaptive", base_weight=weight)
+    assert low.std().item() == pytest.approx(0.5 * scale, rel=0.5)
+    assert high.std().item() == pytest.approx(0.2 * scale, rel=0.05)
+    doubled = lora.init_a(2000, 32, torch.Generator().manual_seed(0), "layer_adaptive",
+                          base_weight=2 * weight)  # std and spectral norm both double
+    again = lora.init_a(2000, 32, torch.Generator().manual_seed(0), "layer_adaptive",
+                        base_weight=weight)
+    torch.testing.assert_close(doubled, 4 * again)
+    with pytest.raises(ValueError, match="needs the base layer's weight"):
+        lora.init_a(2, 32, gen, "xavier")
+    lora.reset_layer(layer, 3, 16.0, gen, "layer_adaptive")
+    assert torch.all(lora.delta_weight(layer) == 0)

@@ -17,7 +17,7 @@ from lora_gym.core.errors import ConfigError
 from lora_gym.core.schedules import LR_SCHEDULES
 
 _LORA_LAYERS_HELP = "'all' or 'top-<k>' with k >= 1 (e.g. 'top-2')"
-RANDOM_INITS: tuple[str, ...] = ("kaiming", "gaussian", "orthogonal")
+RANDOM_INITS: tuple[str, ...] = ("kaiming", "gaussian", "orthogonal", "xavier", "layer_adaptive")
 """Inits that draw A at random and start B at zero (ΔW = 0; see `lora_gym.engine.resize.init_a`)."""
 SVD_INITS: tuple[str, ...] = ("pissa", "olora")
 """Inits taken from the base weight (PEFT's ``init_lora_weights``); the base becomes a residual."""
@@ -69,7 +69,8 @@ class EnvConfig:
     Rank changes keep ΔW intact under every policy (B is rescaled when s changes); the policy sets
     the scale of what the newly added directions learn."""
     init: str = "kaiming"
-    """How adapters start: ``kaiming``, ``gaussian``, ``orthogonal`` (random A, zero B: ΔW = 0) or
+    """How adapters start: ``kaiming``, ``gaussian``, ``orthogonal``, ``xavier`` or
+    ``layer_adaptive`` (random A scaled by the base layer's weight statistics; zero B: ΔW = 0) or
     ``pissa``, ``olora`` (PEFT's ``init_lora_weights``: A and B from the SVD / QR of the base
     weight, which becomes the residual W - s·B·A, so the model's output is unchanged; the base
     weights are restored at every reset, and growing the rank moves the residual's next

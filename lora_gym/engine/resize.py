@@ -36,7 +36,10 @@ INIT_STRATEGIES = RANDOM_INITS
 """How A (and new rows of A) is drawn; B starts at zero in every case, so ΔW starts at 0.
 ``kaiming``: PEFT's default Kaiming-uniform (a = √5); ``gaussian``: N(0, 1/r²) like PEFT's
 ``init_lora_weights="gaussian"``; ``orthogonal``: orthonormal rows (scaled to Kaiming's norm),
-new rows orthogonal to the existing ones when the rank grows."""
+new rows orthogonal to the existing ones when the rank grows; ``xavier``: N(0, 2/(in + out))
+(seed 002's Xavier variant, whose B stays 0 here); ``layer_adaptive``: seed 002's statistics-
+adaptive init, N(0, σ²) with σ = c · std(W) · ‖W‖₂ from the base weight W, c = 0.5 while the
+rank is at most half of W's effective rank (singular values above 1% of the largest), else 0.2."""
 
 
 def scaling(rank: int, alpha: float, policy: str = "fixed") -> float:
@@ -78,7 +81,8 @@ def _set_weights(layer: nn.Module, a: torch.Tensor, b: torch.Tensor, alpha: floa
 
 
 def init_a(rank: int, in_features: int, generator: torch.Generator, init: str = "kaiming",
-           existing: torch.Tensor | None = None) -> torch.Tensor:
+           existing: torch.Tensor | None = None, base_weight: torch.Tensor | None = None
+           ) -> torch.Tensor:
     """Draw `rank` new rows of A from `generator` with an init strategy (`INIT_STRATEGIES`).
 
     Args:
@@ -87,7 +91,15 @@ def init_a(rank: int, in_features: int, generator: torch.Generator, init: str = 
         generator: the seeded source of randomness.
         init: the strategy.
         existing: rows A already has (``orthogonal`` makes the new rows orthogonal to them).
+        base_weight: the adapted layer's frozen weight (out, in): needed by ``xavier`` (its
+            fan-out) and ``layer_adaptive`` (its statistics).
     """
+    if init in ("xavier", "layer_adaptive"):
+        if base_weight is None:
+            raise ValueError(f"`init` {init!r} needs the base layer's weight")
+        total = rank + (0 if existing is None else existing.shape[0])
+        std = _scaled_std(init, base_weight.detach().float(), total)
+        return torch.randn(rank, in_features, generator=generator) * std
     a = torch.empty(rank, in_features)
     nn.init.kaiming_uniform_(a, a=math.sqrt(5), generator=generator)
     if init == "kaiming":
@@ -103,6 +115,17 @@ def init_a(rank: int, in_features: int, generator: torch.Generator, init: str = 
     raise ValueError(f"`init` must be one of {list(INIT_STRATEGIES)}, got {init!r}")
 
 
+def _scaled_std(init: str, weight: torch.Tensor, rank: int) -> float:
+    """The std of A's entries for ``xavier`` and ``layer_adaptive`` (`INIT_STRATEGIES`)."""
+    out_f, in_f = weight.shape
+    if init == "xavier":
+        return math.sqrt(2.0 / (in_f + out_f))
+    sigma = torch.linalg.svdvals(weight.double())
+    effective_rank = int((sigma > 0.01 * sigma[0]).sum())
+    factor = 0.5 if rank <= effective_rank // 2 else 0.2
+    return factor * float(weight.std()) * float(sigma[0])
+
+
 def reset_layer(layer: nn.Module, rank: int, alpha: float, generator: torch.Generator,
                 init: str = "kaiming", alpha_policy: str = "fixed") -> None:
     """Give a layer a fresh adapter: random A, zero B (ΔW = 0), or PEFT's PiSSA / OLoRA init.
@@ -113,8 +136,8 @@ def reset_layer(layer: nn.Module, rank: int, alpha: float, generator: torch.Gene
     in_f = layer.lora_A[ADAPTER].in_features
     out_f = layer.lora_B[ADAPTER].out_features
     if init not in SVD_INITS:
-        _set_weights(layer, init_a(rank, in_f, generator, init), torch.zeros(out_f, rank),
-                     alpha, alpha_policy)
+        a = init_a(rank, in_f, generator, init, base_weight=layer.get_base_layer().weight)
+        _set_weights(layer, a, torch.zeros(out_f, rank), alpha, alpha_policy)
         return
     _check_svd_rank(rank, in_f, out_f, init)
     _set_weights(layer, torch.zeros(rank, in_f), torch.zeros(out_f, rank), alpha, alpha_policy)
@@ -167,7 +190,8 @@ def resize_layer(layer: nn.Module, rank: int, alpha: float, generator: torch.Gen
             _check_svd_rank(rank, a.shape[1], b.shape[0], init)
             new_b, new_rows = _from_residual(layer, rank - old_rank, new_scale, init)
         else:
-            new_rows = init_a(rank - old_rank, a.shape[1], generator, init, existing=a)
+            new_rows = init_a(rank - old_rank, a.shape[1], generator, init, existing=a,
+                              base_weight=layer.get_base_layer().weight)
             new_b = b.new_zeros(b.shape[0], rank - old_rank)
         a_new = torch.cat([a, new_rows], dim=0)
         b_new = torch.cat([b * (old_scale / new_scale), new_b], dim=1)
