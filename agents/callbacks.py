@@ -9,7 +9,9 @@ class LoRAInfoCallback(BaseCallback):
     """Log every env step's accuracy, rank, lr, cost and reward components to TensorBoard.
 
     Values are averaged over the steps between two logger dumps (``lora/...``); episode ends log
-    the final accuracy and the episode's total cost (``episode/...``).
+    the final accuracy and the episode's total cost (``episode/...``). The live env's per-layer
+    ``info["lora_stats"]`` (weight and gradient norms, effective rank of ΔW) go to
+    ``lora_stats/<statistic>/<layer>`` and their means over layers to ``lora_stats/<statistic>``.
     """
 
     def _on_step(self) -> bool:
@@ -25,8 +27,18 @@ class LoRAInfoCallback(BaseCallback):
             self.logger.record_mean("lora/cost", info.get("cost", 0.0))
             for name, value in info.get("reward_components", {}).items():
                 self.logger.record_mean(f"lora/reward_{name}", value)
+            self._record_lora_stats(info.get("lora_stats", {}))
             if done:
                 self.logger.record_mean("episode/final_accuracy", metrics["accuracy"] or 0.0)
                 self.logger.record_mean("episode/total_cost", info["cost_so_far"])
                 self.logger.record_mean("episode/diverged", float(info.get("diverged", False)))
         return True
+
+    def _record_lora_stats(self, stats: dict[str, dict[str, float]]) -> None:
+        for layer, values in stats.items():
+            short = layer.removeprefix("bert.encoder.")
+            for key, value in values.items():
+                self.logger.record_mean(f"lora_stats/{key}/{short}", value)
+        for key in next(iter(stats.values()), {}):
+            mean = sum(values[key] for values in stats.values()) / len(stats)
+            self.logger.record_mean(f"lora_stats/{key}", mean)

@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from lora_gym.core.errors import ConfigError
+from lora_gym.core.monitoring import MONITOR_NAMES
 from lora_gym.core.schedules import LR_SCHEDULES
 
 _LORA_LAYERS_HELP = "'all' or 'top-<k>' with k >= 1 (e.g. 'top-2')"
@@ -105,6 +106,10 @@ class EnvConfig:
     prefix_cache: bool = True
     """With ``lora_layers: top-<k>``, run the frozen lower layers once per task and train and
     evaluate only the top k (same results up to float rounding; BERT-style models only)."""
+    extra_observations: tuple[str, ...] = ()
+    """Summaries of the LoRA layers' statistics appended to the observation (after the env's own
+    entries), among ``mean_grad_norm``, ``effective_rank``, ``delta_w_norm``
+    (`lora_gym.core.monitoring`); empty by default (the observation is unchanged)."""
     report_wall_time: bool = False
     """Put ``wall_time_s`` into ``info``. Off by default: infos are part of the seeded-determinism
     contract that Gymnasium's ``check_env`` verifies, and wall time is never reproducible."""
@@ -131,6 +136,11 @@ class EnvConfig:
         _check_choice("alpha_policy", self.alpha_policy, ALPHA_POLICIES)
         _check_choice("init", self.init, INITS)
         _check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
+        for name in self.extra_observations:
+            _check_choice("extra_observations", name, MONITOR_NAMES)
+        if len(set(self.extra_observations)) < len(self.extra_observations):
+            raise ConfigError(f"`extra_observations` must not repeat a name, got "
+                              f"{list(self.extra_observations)}")
         if not 0.0 <= self.lr_warmup < 1.0:
             raise ConfigError(f"`lr_warmup` must be in [0, 1), got {self.lr_warmup!r}")
         if self.layer_groups < 1:

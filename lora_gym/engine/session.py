@@ -55,6 +55,7 @@ from lora_gym.engine import resize as lora
 from lora_gym.engine.adapter import AdapterManager
 from lora_gym.engine.encoding import EncodedSplit, collate, encode, encode_task, task_fingerprint
 from lora_gym.engine.models import load_base
+from lora_gym.engine.monitor import GradientNorms, lora_stats
 
 if TYPE_CHECKING:
     from lora_gym.tasks.loading import TaskData
@@ -128,6 +129,7 @@ class FineTuneSession:
         self._untrained: dict[str, torch.Tensor] = {}  # task key -> pooled val outputs of the base
         self.task: TaskData | None = None
         self.features: TaskFeatures | None = None
+        self._grads = GradientNorms()
 
     def _lora_layer_ids(self, model_config) -> list[int] | None:
         k = self.config.top_layers
@@ -174,6 +176,7 @@ class FineTuneSession:
         self.adapter.reset(self.config.ranks[0], self._generator)
         self.rank: int | tuple[int, ...] = self.config.ranks[0]
         self.optimizer = self._new_optimizer(carry_from=None)
+        self._grads.clear()
         metrics = self._evaluate(math.nan, untrained_key=key)
         self.features = self._features(task, metrics.accuracy)
         return metrics
@@ -264,6 +267,7 @@ class FineTuneSession:
         self.set_rank(rank)
         params = [p for g in self.optimizer.param_groups for p in g["params"]]
         losses, tokens = [], 0
+        self._grads.clear()
         for step in range(steps):
             for group in self.optimizer.param_groups:
                 group["lr"] = lr * lr_factor(self.config.lr_schedule, step, steps,
@@ -276,6 +280,7 @@ class FineTuneSession:
                 return SegmentResult(math.nan, tokens, diverged=True)
             with record_function("lora_gym.backward"):
                 loss.backward()
+                self._grads.add(self.adapter.layers)
             with record_function("lora_gym.optimizer"):
                 if self.config.max_grad_norm:
                     torch.nn.utils.clip_grad_norm_(params, self.config.max_grad_norm)
@@ -283,6 +288,13 @@ class FineTuneSession:
                 self.optimizer.zero_grad(set_to_none=True)
             losses.append(loss.item())
         return SegmentResult(float(np.mean(losses)), tokens, diverged=False)
+
+    def lora_stats(self) -> dict[str, dict[str, float]]:
+        """Per LoRA layer: weight and last-segment gradient norms, effective rank of ΔW.
+
+        See `lora_gym.engine.monitor`.
+        """
+        return lora_stats(self.adapter.layers, self._grads)
 
     # -- evaluation ----------------------------------------------------------------------------
     def evaluate(self, train_loss: float = math.nan) -> Metrics:

@@ -15,6 +15,7 @@ from lora_gym.core.actions import ActionGrid
 from lora_gym.core.config import EnvConfig, resolve_config
 from lora_gym.core.cost import segment_cost
 from lora_gym.core.metrics import Metrics
+from lora_gym.core.monitoring import monitor_spec, monitor_values
 from lora_gym.core.observation import (
     OBSERVATION_SPEC,
     ObservationSpec,
@@ -150,7 +151,8 @@ class LoRATuningEnv(gym.Env[np.ndarray, np.int64]):
         self.render_mode = render_mode
         self.grid = ActionGrid.of(self.config)
         self.action_space = self._action_space()
-        spec = OBSERVATION_SPEC + self._extra_observation_spec()
+        spec = (OBSERVATION_SPEC + self._extra_observation_spec()
+                + monitor_spec(self.config.extra_observations))
         self.observation_space = spaces.Box(*spec_bounds(spec), dtype=np.float32)
         self.observation_names = spec_names(spec)
         self._observation_spec = spec
@@ -202,6 +204,7 @@ class LoRATuningEnv(gym.Env[np.ndarray, np.int64]):
         self._metrics = self.session.start(self.task, self._episode_seed)
         self._t, self._cost, self._rank, self._lr = 0, 0.0, self.session.rank, None
         self._delta = 0.0
+        self._lora_stats = self.session.lora_stats()
         self._on_reset()
         info = self._info(time.perf_counter() - started)
         return self._observation(), info
@@ -224,6 +227,7 @@ class LoRATuningEnv(gym.Env[np.ndarray, np.int64]):
         self._t += 1
         self._cost += cost
         self._rank, self._lr = rank, lr
+        self._lora_stats = self.session.lora_stats()
         diverged = segment.diverged
         if not diverged:
             self._metrics = self.session.evaluate(segment.train_loss)
@@ -238,7 +242,8 @@ class LoRATuningEnv(gym.Env[np.ndarray, np.int64]):
         self._delta = 0.0 if diverged else self._metrics.accuracy - prev.accuracy
         truncated = not diverged and self._t >= self.config.episode_length
         info = self._info(time.perf_counter() - started, cost=cost, diverged=diverged,
-                          stopped=False, reward_components=components, **self._extra_info())
+                          stopped=False, reward_components=components,
+                          lora_stats=self._lora_stats, **self._extra_info())
         return self._observation(), float(reward), diverged, truncated, info
 
     def _check_step(self, action) -> None:
@@ -321,7 +326,8 @@ class LoRATuningEnv(gym.Env[np.ndarray, np.int64]):
         lr_pos = self.grid.lr_position(self._lr) if self._lr is not None else 0.0
         return {**state_values(self._metrics, self._delta, self._cost, self._t,
                                self.config.episode_length, self._rank_position(), lr_pos),
-                "trainable_rank": self.session.adapter.trainable_rank() / max(self.config.ranks)}
+                "trainable_rank": self.session.adapter.trainable_rank() / max(self.config.ranks),
+                **monitor_values(self._lora_stats, max(self.config.ranks))}
 
     def _info(self, wall_time: float, **extra: Any) -> dict[str, Any]:
         info = step_info(self.task.name, self._t, self._rank, self._lr,

@@ -15,7 +15,8 @@ from gymnasium import spaces
 from lora_gym.core.actions import ActionGrid
 from lora_gym.core.config import EnvConfig, resolve_config
 from lora_gym.core.errors import LoRAGymWarning
-from lora_gym.core.observation import OBS_HIGH, OBS_LOW, OBSERVATION_NAMES, step_info
+from lora_gym.core.monitoring import with_monitor
+from lora_gym.core.observation import OBSERVATION_NAMES, spec_bounds, spec_names, step_info
 from lora_gym.core.rewards import evaluate_reward, resolve_reward
 from lora_gym.replay.index import Node, TableIndex, TableMiss
 from lora_gym.replay.store import StepRecord, Store
@@ -124,8 +125,9 @@ class LoRATuneReplayEnv(gym.Env[np.ndarray, np.int64]):
         self.episode_seeds = episode_seeds
         self.grid = ActionGrid.of(self.config)
         self.action_space = spaces.Discrete(len(self.grid))
-        self.observation_space = spaces.Box(OBS_LOW, OBS_HIGH, dtype=np.float32)
-        self.observation_names = OBSERVATION_NAMES
+        spec = with_monitor(self.config.extra_observations)
+        self.observation_space = spaces.Box(*spec_bounds(spec), dtype=np.float32)
+        self.observation_names = spec_names(spec)
         self._reward_fn = resolve_reward(self.config.reward_fn)
         self.store_path, self._shipped = resolve_store(store, self.config)
         with closing(Store(self.store_path, readonly=True)) as db:

@@ -21,6 +21,7 @@ from lora_gym.core.actions import ActionGrid
 from lora_gym.core.config import EnvConfig
 from lora_gym.core.cost import reference_tokens, segment_cost, segment_tokens
 from lora_gym.core.metrics import Metrics
+from lora_gym.core.monitoring import carried_monitor, with_monitor
 from lora_gym.core.observation import (
     LOSS_CAP,
     OBSERVATION_NAMES,
@@ -42,8 +43,9 @@ _DELTA_SLOTS = [_I["val_accuracy"], _I["val_macro_f1"], _I["val_loss"]]
 
 
 def _features(obs: np.ndarray, grid: ActionGrid, action: int) -> list[float]:
-    rank, lr = grid.decode(action)
-    return [*obs.tolist(), grid.rank_position(rank), grid.lr_position(lr)]
+    rank, lr = grid.decode(action)  # inputs: the entries of OBSERVATION_SPEC (no extras)
+    return [*obs[:len(OBSERVATION_NAMES)].tolist(), grid.rank_position(rank),
+            grid.lr_position(lr)]
 
 
 def training_data(index: TableIndex, grid: ActionGrid
@@ -174,7 +176,9 @@ class Surrogate:
         metrics = Metrics(acc, f1, val_loss, train_loss)
         values = state_values(metrics, acc - prev_acc, cost_so_far, t, self.config.episode_length,
                               self.grid.rank_position(rank), self.grid.lr_position(lr))
-        obs = build_observation({**values, **carried_features(node.obs)})
+        extra = self.config.extra_observations  # not predicted: the last observed values
+        obs = build_observation({**values, **carried_features(node.obs),
+                                 **carried_monitor(node.obs, extra)}, with_monitor(extra))
         obs.setflags(write=False)
         return Node((*node.prefix, int(action)), obs, metrics, rank, lr, cost, cost_so_far, False)
 
