@@ -26,7 +26,8 @@ from agents.evaluate import evaluate
 from agents.zoo_args import StoreDict
 from lora_gym.policies import POLICIES, PolicyContext, make_policies
 
-METHODS = ("default", "random", "schedule", "patience", "best-static", "oracle", "optuna")
+METHODS = ("default", "random", "schedule", "patience", "rank-controller", "best-static", "oracle",
+           "optuna")
 """The baselines run by default (registered policies, `lora_gym.policies.POLICIES`)."""
 
 

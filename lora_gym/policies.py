@@ -28,6 +28,8 @@ from lora_gym.core.observation import OBSERVATION_NAMES
 SB3_ALGOS: tuple[str, ...] = ("ppo", "a2c", "dqn")
 _STEPS_LEFT = OBSERVATION_NAMES.index("steps_left")
 _DELTA = OBSERVATION_NAMES.index("delta_accuracy")
+_VAL_LOSS = OBSERVATION_NAMES.index("val_loss")
+_TRAIN_LOSS = OBSERVATION_NAMES.index("train_loss")
 
 
 def step_of(obs: np.ndarray, episode_length: int) -> int:
@@ -145,6 +147,61 @@ class PatiencePolicy(Policy):
         if self.grid.stop_action is not None and self._flat >= self.patience:
             return self.grid.stop_action
         return self.action
+
+
+class RankControllerPolicy(Policy):
+    """Seed 002's heuristic rank manager: grow the rank on stagnation, shrink it on overfitting.
+
+    It starts at the smallest rank with a fixed lr and reads only the observation after each
+    segment. **Stagnation**: the accuracy gain (``delta_accuracy``) stays below `threshold` for
+    `patience` segments in a row -> the next larger rank of the grid (at the largest rank it stops,
+    when the env has a stop action). **Overfitting**: the validation loss rose while the training
+    loss fell, `patience` segments in a row -> the next smaller rank. Either change restarts both
+    counts; a rank change keeps what was learned (the env's weight-preserving resize).
+    """
+
+    name = "rank-controller"
+
+    def __init__(self, lr: float, grid: ActionGrid, episode_length: int, threshold: float = 0.01,
+                 patience: int = 1, name: str | None = None) -> None:
+        if patience < 1:
+            raise ValueError(f"`patience` must be >= 1, got {patience!r}")
+        self.lr, self.grid, self.T = lr, grid, episode_length
+        self.threshold, self.patience = float(threshold), int(patience)
+        self.name = name or self.name
+        self.begin_episode("")
+
+    def begin_episode(self, task: str, seed: int | None = None) -> None:
+        """Back to the smallest rank, counts and loss history cleared."""
+        self.rank_index, self._flat, self._overfit = 0, 0, 0
+        self._losses: tuple[float, float] | None = None  # (val, train) after the last segment
+
+    def act(self, obs: np.ndarray) -> int:
+        """The (rank, lr) action after applying the stagnation and overfitting rules."""
+        if step_of(obs, self.T) == 0:
+            self.begin_episode("")
+            return self._action()
+        losses = (float(obs[_VAL_LOSS]), float(obs[_TRAIN_LOSS]))
+        before, self._losses = self._losses, losses
+        overfit = before is not None and losses[0] > before[0] and losses[1] < before[1]
+        self._overfit = self._overfit + 1 if overfit else 0
+        self._flat = self._flat + 1 if float(obs[_DELTA]) < self.threshold else 0
+        if self._overfit >= self.patience and self.rank_index > 0:
+            self._change(-1)
+        elif self._flat >= self.patience:
+            if self.rank_index == len(self.grid.ranks) - 1:
+                if self.grid.stop_action is not None:
+                    return self.grid.stop_action
+            else:
+                self._change(+1)
+        return self._action()
+
+    def _change(self, step: int) -> None:
+        self.rank_index += step
+        self._flat = self._overfit = 0
+
+    def _action(self) -> int:
+        return self.grid.encode(self.grid.ranks[self.rank_index], self.lr)
 
 
 class SchedulePolicy(Policy):
@@ -297,3 +354,10 @@ def _patience(ctx: PolicyContext) -> list[Policy]:
     pair = ctx.cache.get("static_pair") or nearest_pair(ctx.grid)
     return [PatiencePolicy(ctx.grid.encode(*pair), ctx.grid, ctx.episode_length,
                            threshold=ctx.cost_weight)]
+
+
+@register_policy("rank-controller")
+def _rank_controller(ctx: PolicyContext) -> list[Policy]:
+    """Seed 002's rank manager at best-static's lr (``ctx.cache["static_pair"]``) or 1e-3's."""
+    _, lr = ctx.cache.get("static_pair") or nearest_pair(ctx.grid)
+    return [RankControllerPolicy(lr, ctx.grid, ctx.episode_length, threshold=ctx.cost_weight)]
