@@ -9,6 +9,7 @@ On the test split, live, every method plays the same (task, reset seed) episodes
 * best-static: the (rank, lr, segments) triple with the best mean return over the *train*
   tasks, searched on the replay env (the simulator the agent trained on: selection never looks
   at the test split); patience: best-static's (rank, lr) with the patience stopping rule;
+  rank-controller: seed 002's grow-on-stagnation / shrink-on-overfitting rule at that lr;
 * Optuna TPE over action sequences with ``--optuna-trials`` live episodes per test task (its
   own search seed), then its best sequence.
 
@@ -40,7 +41,7 @@ from lora_gym.policies import PolicyContext, SB3Policy, make_policies
 from lora_gym.replay.recording import episode_seed
 from lora_gym.rollout import run_episode
 
-BASELINES = ("default", "random", "best-static", "patience")
+BASELINES = ("default", "random", "best-static", "patience", "rank-controller")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
