@@ -55,8 +55,8 @@ def test_compare_scores_every_method_and_the_agent(trained, tmp_path):
     run("-m", "lora_gym", "compare", *TINY_KWARGS, "--seeds", "2", "--out", str(tmp_path),
         "--agent", f"ppo={agent}", "--no-progress", "--export-adapters", str(tmp_path / "ad"))
     results = json.loads((tmp_path / "results.json").read_text())
-    methods = {"default", "random", "schedule", "patience", "best-static", "oracle", "optuna",
-               "ppo"}
+    methods = {"default", "random", "schedule", "patience", "rank-controller", "best-static",
+               "oracle", "optuna", "ppo"}
     assert set(results["summary"]) == methods
     assert results["tasks"] == ["synth-c"] and results["seeds"] == [0, 1]
     assert len(results["episodes"]) == len(methods) * 2
