@@ -8,12 +8,14 @@ Hyperparameters come from ``-conf`` (default ``envs_configs/<algo>.yml``, keyed 
 ``--eval-env-kwargs task_split:"'train'"``. A run writes ``<log folder>/<algo>/<env>_<N>/``:
 ``<env>.zip`` (final model), ``best_model.zip``, ``evaluations.npz``, ``vecnormalize.pkl``,
 ``0.monitor.csv``, checkpoints ``rl_model_<steps>_steps.zip`` and ``<env>/{args,config,
-env_config}.yml``; TensorBoard logs go to ``-tb``.
+env_config}.yml``; TensorBoard logs go to ``-tb``. ``--curriculum envs_configs/curriculum.yml``
+switches env settings at given timesteps (seed 000's curriculum; see `agents.curriculum`).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 from pathlib import Path
 
@@ -21,6 +23,7 @@ import yaml
 
 import lora_gym  # noqa: F401 - registers the env ids
 from agents.algos import ALGOS
+from agents.curriculum import CurriculumCallback, CurriculumEnv, load_curriculum
 from agents.zoo_args import StoreDict
 
 SPECIAL_KEYS = ("n_timesteps", "policy", "n_envs", "normalize")
@@ -52,6 +55,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--n-envs", type=int, default=0, help="parallel envs (0: hyperparameter file)")
     p.add_argument("--vec-env", default="dummy", choices=("dummy", "subproc"), help="VecEnv type")
+    p.add_argument("--curriculum", default="",
+                   help="curriculum YAML (agents/curriculum.py): env settings by timestep, e.g. "
+                        "envs_configs/curriculum.yml")
     p.add_argument("-i", "--trained-agent", default="", help="zip of an agent to continue training")
     p.add_argument("-P", "--progress", action="store_true", help="show SB3's progress bar")
     p.add_argument("--verbose", type=int, default=1, help="SB3 verbosity")
@@ -75,14 +81,16 @@ def next_run_dir(log_folder: str, algo: str, env_id: str) -> Path:
     return root / f"{env_id}_{max(ids, default=0) + 1}"
 
 
-def make_env(args, env_kwargs: dict, n_envs: int, normalize, seed: int, monitor_dir, training):
-    """A (normalised) VecEnv of the env id."""
+def make_env(args, env_kwargs: dict, n_envs: int, normalize, seed: int, monitor_dir, training,
+             stages=None):
+    """A (normalised) VecEnv of the env id; with curriculum `stages`, of `CurriculumEnv`s."""
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecNormalize
 
     vec_cls = SubprocVecEnv if args.vec_env == "subproc" else DummyVecEnv
     env_kwargs = {"render_mode": None, **env_kwargs}  # SB3 would ask for "rgb_array"
-    env = make_vec_env(args.env, n_envs=n_envs, seed=seed, env_kwargs=env_kwargs,
+    env_id = args.env if stages is None else functools.partial(CurriculumEnv, args.env, stages)
+    env = make_vec_env(env_id, n_envs=n_envs, seed=seed, env_kwargs=env_kwargs,
                        monitor_dir=monitor_dir, vec_env_cls=vec_cls,
                        monitor_kwargs={"info_keywords": ("task",)})
     if normalize:
@@ -114,13 +122,18 @@ def main(argv: list[str] | None = None) -> Path:
     run_dir = next_run_dir(args.log_folder, args.algo, args.env)
     params_dir = run_dir / args.env
     params_dir.mkdir(parents=True)
-    env = make_env(args, args.env_kwargs, n_envs, normalize, args.seed, str(run_dir), True)
+    stages = load_curriculum(args.curriculum) if args.curriculum else None
+    env = make_env(args, args.env_kwargs, n_envs, normalize, args.seed, str(run_dir), True,
+                   stages)
     (params_dir / "args.yml").write_text(yaml.safe_dump(vars(args), sort_keys=True))
     (params_dir / "config.yml").write_text(yaml.safe_dump(hyperparams, sort_keys=True))
     env_config = env.get_attr("config", indices=0)[0]
     (params_dir / "env_config.yml").write_text(yaml.safe_dump(env_config.to_dict()))
 
     callbacks = [LoRAInfoCallback()]
+    if stages is not None:
+        (params_dir / "curriculum.yml").write_text(Path(args.curriculum).read_text())
+        callbacks.append(CurriculumCallback(stages, verbose=args.verbose))
     if args.save_freq > 0:
         callbacks.append(CheckpointCallback(args.save_freq, str(run_dir), "rl_model",
                                             save_vecnormalize=bool(normalize)))
