@@ -22,7 +22,7 @@ from pathlib import Path
 import yaml
 
 import lora_gym  # noqa: F401 - registers the env ids
-from agents.algos import ALGOS
+from agents.algos import ALGOS, check_action_space
 from agents.curriculum import CurriculumCallback, CurriculumEnv, load_curriculum
 from agents.zoo_args import StoreDict
 
@@ -73,6 +73,19 @@ def load_hyperparams(args: argparse.Namespace) -> dict:
     return {**table[args.env], **args.hyperparams}
 
 
+def check_algo(args: argparse.Namespace) -> None:
+    """Fail early (no heavy work: envs load lazily) if the algorithm cannot act in the env."""
+    import gymnasium as gym
+
+    env = gym.make(args.env, **args.env_kwargs)
+    try:
+        check_action_space(args.algo, args.env, env.action_space)
+    except ValueError as err:
+        raise SystemExit(f"train_agent.py: {err}") from None
+    finally:
+        env.close()
+
+
 def next_run_dir(log_folder: str, algo: str, env_id: str) -> Path:
     """``<log folder>/<algo>/<env>_<N>`` with N one more than the largest existing."""
     root = Path(log_folder) / algo
@@ -110,6 +123,7 @@ def main(argv: list[str] | None = None) -> Path:
     from agents.callbacks import LoRAInfoCallback
 
     args = parse_args(argv)
+    check_algo(args)
     set_random_seed(args.seed)
     hyperparams = load_hyperparams(args)
     n_timesteps = args.n_timesteps if args.n_timesteps > 0 else int(hyperparams["n_timesteps"])

@@ -1,6 +1,22 @@
-"""The Stable-Baselines3 algorithms that `train_agent.py` can use (those with Discrete actions)."""
+"""The Stable-Baselines3 algorithms that `train_agent.py` can use, and the action spaces of each."""
 
+from gymnasium import spaces
 from stable_baselines3 import A2C, DQN, PPO
 
 ALGOS = {"ppo": PPO, "a2c": A2C, "dqn": DQN}
-"""Name -> SB3 algorithm class; every one supports the env's Discrete action space."""
+"""Name -> SB3 algorithm class."""
+
+ACTION_SPACES: dict[str, tuple[type[spaces.Space], ...]] = {
+    "ppo": (spaces.Discrete, spaces.MultiDiscrete),
+    "a2c": (spaces.Discrete, spaces.MultiDiscrete),
+    "dqn": (spaces.Discrete,),
+}
+"""Name -> the action spaces the algorithm supports (SB3's ``supported_action_spaces``)."""
+
+
+def check_action_space(algo: str, env_id: str, space: spaces.Space) -> None:
+    """Raise `ValueError` when `algo` cannot act in `space` (e.g. DQN on ``MultiDiscrete``)."""
+    if not isinstance(space, ACTION_SPACES[algo]):
+        able = sorted(name for name, kinds in ACTION_SPACES.items() if isinstance(space, kinds))
+        raise ValueError(f"--algo {algo} supports only {[k.__name__ for k in ACTION_SPACES[algo]]} "
+                         f"action spaces; {env_id} has {space}: use --algo {' or '.join(able)}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 
 
@@ -12,6 +13,8 @@ class LoRAInfoCallback(BaseCallback):
     the final accuracy and the episode's total cost (``episode/...``). The live env's per-layer
     ``info["lora_stats"]`` (weight and gradient norms, effective rank of ΔW) go to
     ``lora_stats/<statistic>/<layer>`` and their means over layers to ``lora_stats/<statistic>``.
+    A per-layer rank (a tuple, `LoRATunePerLayer-v0`) logs its mean as ``lora/rank`` and each
+    group's as ``lora/rank_g<i>``; ``lora/trainable_rank`` is logged where the env reports it.
     """
 
     def _on_step(self) -> bool:
@@ -22,8 +25,11 @@ class LoRAInfoCallback(BaseCallback):
             if metrics["accuracy"] is not None:
                 self.logger.record_mean("lora/accuracy", metrics["accuracy"])
                 self.logger.record_mean("lora/f1", metrics["f1"])
-            self.logger.record_mean("lora/rank", info["rank"])
-            self.logger.record_mean("lora/lr", info["lr"])
+            self._record_rank(info["rank"])
+            if "trainable_rank" in info:
+                self.logger.record_mean("lora/trainable_rank", info["trainable_rank"])
+            if info["lr"] is not None:  # None: stopped before any segment
+                self.logger.record_mean("lora/lr", info["lr"])
             self.logger.record_mean("lora/cost", info.get("cost", 0.0))
             for name, value in info.get("reward_components", {}).items():
                 self.logger.record_mean(f"lora/reward_{name}", value)
@@ -42,3 +48,10 @@ class LoRAInfoCallback(BaseCallback):
         for key in next(iter(stats.values()), {}):
             mean = sum(values[key] for values in stats.values()) / len(stats)
             self.logger.record_mean(f"lora_stats/{key}", mean)
+
+    def _record_rank(self, rank: int | tuple[int, ...]) -> None:
+        if isinstance(rank, tuple | list):
+            for group, value in enumerate(rank):
+                self.logger.record_mean(f"lora/rank_g{group}", value)
+            rank = float(np.mean(rank))
+        self.logger.record_mean("lora/rank", rank)

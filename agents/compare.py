@@ -9,6 +9,11 @@ best-static and patience search the training tasks, Optuna gets as many search e
 task as the grid has (rank, lr) pairs, on seeds disjoint from the evaluation seeds. Each trained
 agent's return is compared with best-static's and patience's on the same episodes (paired
 differences with bootstrap CIs). Writes ``results.json``, ``results.md`` and plots to ``--out``.
+
+Every registered env id works: on the ``MultiDiscrete`` variants (`LoRATunePerLayer-v0`,
+`LoRATuneScope-v0`) the baselines play their (rank, lr) grid actions uniformly (every layer
+group at the rank; the widest scope; `lora_gym.envs.grid_actions`), and agents trained on the
+variant play its own actions.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import lora_gym  # noqa: F401 - registers the env ids
 from agents import baselines, report, search
 from agents.evaluate import evaluate
 from agents.zoo_args import StoreDict
+from lora_gym.envs.grid_actions import grid_actions
 from lora_gym.policies import POLICIES, PolicyContext, make_policies
 
 METHODS = ("default", "random", "schedule", "patience", "rank-controller", "best-static", "oracle",
@@ -81,7 +87,7 @@ def main(argv: list[str] | None = None) -> dict:
     """Run the comparison and write its files; returns the summary."""
     args = parse_args(argv)
     started = time.perf_counter()
-    env = gym.make(args.env, **args.env_kwargs)
+    env = grid_actions(gym.make(args.env, **args.env_kwargs))
     tasks = [t.name for t in env.unwrapped.task_set.tasks(args.split)]
     seeds = list(range(args.seed, args.seed + args.seeds))
     policies, grid, search_episodes = build_policies(env, args, tasks, seeds)

@@ -31,6 +31,8 @@ import yaml
 from lora_gym.policies import FixedPolicy, Policy, SB3Policy, nearest_pair
 
 BUILTIN_POLICIES: tuple[str, ...] = ("default",)
+LIVE_ENV_IDS: tuple[str, ...] = ("LoRATune-v0", "LoRATunePerLayer-v0", "LoRATuneScope-v0")
+"""The env ids that fine-tune live (every registered id but the replay)."""
 TASK_NAME = "my-data"
 
 
@@ -102,6 +104,9 @@ def make_env(args: Args, out: Path):
     spec = {"name": TASK_NAME, "source": "file", "path": str(Path(args.data).resolve()),
             "text_column": args.text_column, "label_column": args.label_column,
             "max_train": args.max_train, "max_val": args.max_val}
+    if args.env_id not in LIVE_ENV_IDS:
+        raise ValueError(f"`--env-id` must be a live env, one of {list(LIVE_ENV_IDS)}, got "
+                         f"{args.env_id!r}: a replay env serves recorded tasks, not your data")
     task_set = out / "task_set.yaml"
     task_set.write_text(yaml.safe_dump({"name": "recommend", "train": [spec]}, sort_keys=False))
     config = resolve_config(args.config, task_set=str(task_set), task_split="all")

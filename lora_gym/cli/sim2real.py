@@ -59,6 +59,13 @@ def compare(config: EnvConfig, jobs: list[tuple[Policy, str, int]], store: str |
     from lora_gym.envs.replay import LoRATuneReplayEnv
 
     replay = LoRATuneReplayEnv(config=config, store=store, miss="surrogate", surrogate=surrogate)
+    for policy, _, _ in jobs:
+        model = getattr(policy, "model", None)  # an SB3 agent: it must act in LoRATune-v0
+        if model is not None and model.action_space != replay.action_space:
+            raise ValueError(f"agent {policy.name!r} acts in {model.action_space}, but sim2real "
+                             f"replays LoRATune-v0 ({replay.action_space}): only LoRATune-v0 "
+                             "has recorded tables; check a LoRATunePerLayer-v0 or "
+                             "LoRATuneScope-v0 agent live with `lora-gym compare --env ...`")
     live: gym.Env = gym.make("LoRATune-v0", config=config, disable_env_checker=True)
     writer = Store(record_to) if record_to else None
     if writer is not None:
