@@ -20,7 +20,8 @@ def evaluate(env, policies: dict[str, Any], tasks: list[str], seeds: list[int],
 
     The same seeds give every policy the same episode seed, head initialisation and batch order.
     With `export_dir` (live env only), the adapter of each method's best episode on each task
-    (highest return) is written as a PEFT adapter to ``<export_dir>/<method>/<task>/``.
+    (highest return) is written as a PEFT adapter to ``<export_dir>/<method>/<task>/``; a
+    diverged episode's adapter (non-finite weights) is never exported.
     """
     if export_dir is not None and not hasattr(env.unwrapped, "save_adapter"):
         raise ValueError(f"{env.spec.id if env.spec else env} has no live adapter to export; "
@@ -30,7 +31,8 @@ def evaluate(env, policies: dict[str, Any], tasks: list[str], seeds: list[int],
     for method, task, seed in tqdm(jobs, desc="evaluate", disable=not progress):
         result = run_episode(env, policies[method], task, seed, method)
         results.append(result)
-        if export_dir is not None and result.episode_return > best.get((method, task), -np.inf):
+        if (export_dir is not None and not result.diverged
+                and result.episode_return > best.get((method, task), -np.inf)):
             best[method, task] = result.episode_return
             env.unwrapped.save_adapter(Path(export_dir) / method / task)
     return results

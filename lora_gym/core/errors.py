@@ -14,7 +14,7 @@ class TaskSourceUnavailable(TaskError):
 
 
 class RewardError(ValueError):
-    """A reward function name or `package.module:function` reference cannot be resolved."""
+    """A reward function cannot be resolved, or returned a non-float or non-finite value."""
 
 
 class LoRAGymWarning(UserWarning):

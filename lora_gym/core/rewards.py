@@ -11,6 +11,7 @@ config as ``"package.module:function"``.
 from __future__ import annotations
 
 import importlib
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -78,14 +79,30 @@ def resolve_reward(ref: str | RewardFn) -> RewardFn:
 
 def evaluate_reward(fn: RewardFn, prev: Metrics, cur: Metrics, cost: float, config: Any
                     ) -> tuple[float, dict[str, float]]:
-    """Call a reward function and return ``(reward, components)``."""
+    """Call a reward function and return ``(reward, components)``.
+
+    Raises:
+        RewardError: `fn` returned something other than a float or a mapping of floats, or a
+            non-finite value (NaN or inf) from finite metrics: it names the function.
+    """
     out = fn(prev, cur, cost, config)
-    if isinstance(out, Mapping):
-        components = {str(k): float(v) for k, v in out.items()}
-        return float(sum(components.values())), components
     try:
-        reward = float(out)
+        if isinstance(out, Mapping):
+            components = {str(k): float(v) for k, v in out.items()}
+        else:
+            components = {"reward": float(out)}
     except (TypeError, ValueError) as err:
-        raise RewardError(f"reward function {fn!r} returned {out!r}; expected a float or a "
-                          "mapping of named float components") from err
-    return reward, {"reward": reward}
+        raise RewardError(f"reward function {reward_name(fn)} returned {out!r}; expected a float "
+                          "or a mapping of named float components") from err
+    reward = float(sum(components.values()))
+    if not math.isfinite(reward):
+        raise RewardError(f"reward function {reward_name(fn)} returned a non-finite reward "
+                          f"{components} for prev={prev}, cur={cur}, cost={cost}; it must return "
+                          "finite values (divergence is handled by the env)")
+    return reward, components
+
+
+def reward_name(fn: RewardFn) -> str:
+    """``module:qualname`` of a reward function (its repr when it has no name)."""
+    qualname = getattr(fn, "__qualname__", None)
+    return f"{fn.__module__}:{qualname}" if qualname else repr(fn)

@@ -99,7 +99,10 @@ class LoRATuningEnv(gym.Env[np.ndarray, np.int64]):
     where cost is a deterministic compute proxy of the segment (tokens × rank factor, about 1 for
     a default step; see `lora_gym.core.cost`). Any reward function can be plugged in (``reward_fn``:
     a registered name, ``package.module:function``, or a callable); its named components are in
-    ``info["reward_components"]``. A diverged fine-tune earns ``-divergence_penalty``.
+    ``info["reward_components"]``. A diverged fine-tune (NaN or inf in the training loss or in the
+    evaluation metrics) earns ``-divergence_penalty``; a reward function that returns NaN or inf
+    from finite metrics raises `RewardError` naming it. Observations and rewards are always
+    finite.
     With γ = 1 the return telescopes to final − initial accuracy − λ·total cost.
     *Stop* trains nothing: the reward function receives the current metrics as both ``prev``
     and ``cur`` (no accuracy change) and a cost of 0, so the default reward of stop is 0;
@@ -202,6 +205,10 @@ class LoRATuningEnv(gym.Env[np.ndarray, np.int64]):
         started = time.perf_counter()
         self.task = load_task(spec)
         self._metrics = self.session.start(self.task, self._episode_seed)
+        if not self._metrics.finite:
+            raise FloatingPointError(
+                f"model {self.config.model!r} gives non-finite outputs on task {name!r} before "
+                f"any training ({self._metrics}): check the base model's weights")
         self._t, self._cost, self._rank, self._lr = 0, 0.0, self.session.rank, None
         self._delta = 0.0
         self._lora_stats = self.session.lora_stats()

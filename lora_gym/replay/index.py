@@ -42,8 +42,9 @@ class Node:
         obs = np.array(rec.obs, dtype=np.float32)
         obs.setflags(write=False)
         metrics = Metrics(*(float(getattr(rec, name)) for name in METRIC_NAMES))
+        diverged = rec.diverged or (bool(rec.prefix) and not metrics.finite)  # non-finite: diverged
         return cls(rec.prefix, obs, metrics, rec.rank, rec.lr, rec.cost, rec.cost_so_far,
-                   rec.diverged)
+                   diverged)
 
 
 class TableIndex:
