@@ -98,7 +98,7 @@ def test_reset_option_picks_the_task_and_rejects_unknown():
     env = make()
     _, info = env.reset(seed=0, options={"task": "synth-b"})
     assert info["task"] == "synth-b"
-    with pytest.raises(KeyError, match="nope"):
+    with pytest.raises(ValueError, match=r"task .nope. is not in task set .tiny.; available"):
         env.reset(options={"task": "nope"})
     with pytest.raises(ValueError, match=r"unknown reset option\(s\) \['bogus'\]"):
         env.reset(options={"bogus": 1})

@@ -98,11 +98,11 @@ def test_synthetic_deterministic_and_distinct() -> None:
 def test_synthetic_same_across_processes() -> None:
     code = (
         "from lora_gym.tasks.loading import TaskSpec, load_task;"
-        "d = load_task(TaskSpec('p', 'synthetic', num_examples=40), seed=5);"
+        "d = load_task(TaskSpec('p', 'synthetic', num_examples=64), seed=5);"
         "print(repr((d.train_texts, d.val_labels.tolist())))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    here = load_task(TaskSpec("p", "synthetic", num_examples=40), seed=5)
+    here = load_task(TaskSpec("p", "synthetic", num_examples=64), seed=5)
     assert out.stdout.strip() == repr((here.train_texts, here.val_labels.tolist()))
 
 
@@ -121,11 +121,11 @@ def test_file_sources(tmp_path) -> None:
     results = []
     for path in (csv, parquet, jsonl):
         spec = TaskSpec("same-name-same-split", "file", path=str(path), text_column="sentence",
-                        label_column="y", max_train=10, max_val=8)
+                        label_column="y", max_train=10, max_val=16)
         data = load_task(spec)
         check_task(data, spec)
         assert data.label_names == ("0", "1")
-        assert data.n_train_available == 39 - 8
+        assert data.n_train_available == 39 - 16
         results.append(data)
     assert results[0].train_texts == results[1].train_texts == results[2].train_texts
 
@@ -133,22 +133,22 @@ def test_file_sources(tmp_path) -> None:
 def test_disk_source(tmp_path) -> None:
     import datasets
 
-    rows = {"text": [f"sample text {i}" for i in range(30)], "label": ["a", "b", "c"] * 10}
+    rows = {"text": [f"sample text {i}" for i in range(36)], "label": ["a", "b", "c"] * 12}
     datasets.Dataset.from_dict(rows).save_to_disk(str(tmp_path / "ds"))
-    spec = TaskSpec("disk", "disk", path=str(tmp_path / "ds"), max_val=6)
+    spec = TaskSpec("disk", "disk", path=str(tmp_path / "ds"), max_val=16)
     data = load_task(spec)
     check_task(data, spec)
-    assert data.label_names == ("a", "b", "c") and len(data.val_texts) == 6
+    assert data.label_names == ("a", "b", "c") and len(data.val_texts) == 16
 
-    test_rows = {"text": ["held out one", "held out two", "sample text 0"],
-                 "label": ["a", "b", "a"]}
+    held_out = [f"held out {i}" for i in range(16)]
+    test_rows = {"text": [*held_out, "sample text 0"], "label": ["a", "b"] * 8 + ["a"]}
     datasets.DatasetDict({
         "train": datasets.Dataset.from_dict(rows),
         "test": datasets.Dataset.from_dict(test_rows),
     }).save_to_disk(str(tmp_path / "dd"))
     data = load_task(TaskSpec("dd", "disk", path=str(tmp_path / "dd")))
-    assert sorted(data.val_texts) == ["held out one", "held out two"]  # overlap with train dropped
-    assert data.n_train_available == 30
+    assert sorted(data.val_texts) == sorted(held_out)  # overlap with train dropped
+    assert data.n_train_available == 36
 
 
 def write_csv(tmp_path, texts, labels, name="bad.csv"):
@@ -240,7 +240,7 @@ def test_task_set_errors(tmp_path) -> None:
     task_set = load_task_set("tiny")
     with pytest.raises(ValueError, match=r"one of \['train', 'test', 'all'\], got 'dev'"):
         task_set.tasks("dev")
-    with pytest.raises(KeyError, match=r"task 'synth-z' is not in task set 'tiny'.*'synth-a'"):
+    with pytest.raises(ValueError, match=r"task 'synth-z' is not in task set 'tiny'.*'synth-a'"):
         task_set.get("synth-z")
     assert task_set.get("synth-b").num_classes == 2
     dup = {"name": "d", "train": [{"name": "a", "source": "synthetic"}],
@@ -257,12 +257,12 @@ def test_task_set_errors(tmp_path) -> None:
 
 
 def test_yaml_relative_paths(tmp_path) -> None:
-    write_csv(tmp_path, [f"text {i}" for i in range(10)], ["p", "q"] * 5, "rel.csv")
+    write_csv(tmp_path, [f"text {i}" for i in range(40)], ["p", "q"] * 20, "rel.csv")
     (tmp_path / "set.yaml").write_text(json.dumps({
         "name": "mine",
-        "train": [{"name": "rel", "source": "file", "path": "rel.csv", "max_val": 2}],
+        "train": [{"name": "rel", "source": "file", "path": "rel.csv", "max_val": 16}],
     }))
     task_set = load_task_set(str(tmp_path / "set.yaml"))
     assert task_set.test == ()
     data = load_task(task_set.get("rel"))
-    assert data.label_names == ("p", "q") and len(data.val_texts) == 2
+    assert data.label_names == ("p", "q") and len(data.val_texts) == 16

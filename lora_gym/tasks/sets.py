@@ -76,14 +76,15 @@ class TaskSet:
         """Return the task called ``name``.
 
         Raises:
-            KeyError: No task has that name; the message lists the available names.
+            ValueError: No task has that name; the message lists the available names.
 
         """
         for spec in self.train + self.test:
             if spec.name == name:
                 return spec
         available = [s.name for s in self.train + self.test]
-        raise KeyError(f"task {name!r} is not in task set {self.name!r}; available: {available}")
+        raise ValueError(f"task {name!r} is not in task set {self.name!r}; available: "
+                         f"{available}")
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> TaskSet:
