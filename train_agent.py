@@ -25,6 +25,7 @@ import lora_gym  # noqa: F401 - registers the env ids
 from agents.algos import ALGOS, check_action_space
 from agents.curriculum import CurriculumCallback, CurriculumEnv, load_curriculum
 from agents.zoo_args import StoreDict
+from lora_gym.cli.args import int_at_least
 
 SPECIAL_KEYS = ("n_timesteps", "policy", "n_envs", "normalize")
 
@@ -34,7 +35,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--algo", default="ppo", choices=sorted(ALGOS), help="RL algorithm")
     p.add_argument("--env", default="LoRATune-v0", help="environment id")
-    p.add_argument("-n", "--n-timesteps", type=int, default=-1,
+    p.add_argument("-n", "--n-timesteps", type=int_at_least(1, special=-1), default=-1,
                    help="timesteps (env steps) to train; -1 uses the hyperparameter file's")
     p.add_argument("-conf", "--conf-file", default=None,
                    help="hyperparameter YAML keyed by env id (default envs_configs/<algo>.yml)")
@@ -46,14 +47,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="eval env keyword arguments on top of --env-kwargs "
                         "(default adds task_split:'test')")
     p.add_argument("--eval-freq", type=int, default=1024,
-                   help="evaluate every n steps (per env); -1 disables evaluation")
-    p.add_argument("--eval-episodes", type=int, default=5, help="episodes per evaluation")
+                   help="evaluate every n steps (per env); 0 or -1 disables evaluation")
+    p.add_argument("--eval-episodes", type=int_at_least(1), default=5,
+                   help="episodes per evaluation")
     p.add_argument("--save-freq", type=int, default=-1,
-                   help="save a checkpoint every n steps (per env); -1 disables")
+                   help="save a checkpoint every n steps (per env); 0 or -1 disables")
     p.add_argument("-tb", "--tensorboard-log", default="", help="TensorBoard log folder")
     p.add_argument("-f", "--log-folder", default="logs", help="log folder")
-    p.add_argument("--seed", type=int, default=0, help="random seed")
-    p.add_argument("--n-envs", type=int, default=0, help="parallel envs (0: hyperparameter file)")
+    p.add_argument("--seed", type=int_at_least(0), default=0, help="random seed")
+    p.add_argument("--n-envs", type=int_at_least(0), default=0,
+                   help="parallel envs (0: hyperparameter file)")
     p.add_argument("--vec-env", default="dummy", choices=("dummy", "subproc"), help="VecEnv type")
     p.add_argument("--curriculum", default="",
                    help="curriculum YAML (agents/curriculum.py): env settings by timestep, e.g. "

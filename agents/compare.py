@@ -29,6 +29,7 @@ import lora_gym  # noqa: F401 - registers the env ids
 from agents import baselines, report, search
 from agents.evaluate import evaluate
 from agents.zoo_args import StoreDict
+from lora_gym.cli.args import int_at_least
 from lora_gym.envs.grid_actions import grid_actions
 from lora_gym.policies import POLICIES, PolicyContext, make_policies
 
@@ -51,8 +52,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--algo", default="ppo", help="algorithm of the --agent zips")
     p.add_argument("--split", default="test", choices=("train", "test", "all"),
                    help="task split to evaluate on (default: the held-out test tasks)")
-    p.add_argument("--seeds", type=int, default=5, help="evaluation seeds per task")
-    p.add_argument("--seed", type=int, default=0, help="first evaluation seed")
+    p.add_argument("--seeds", type=int_at_least(1), default=5,
+                   help="evaluation seeds per task (>= 1)")
+    p.add_argument("--seed", type=int_at_least(0), default=0, help="first evaluation seed")
     p.add_argument("--out", default="results/compare", help="output folder")
     p.add_argument("--export-adapters", default=None, metavar="DIR",
                    help="live env: each method's best adapter per task to DIR/<method>/<task>")

@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 from agents import compare
+from lora_gym.cli.args import int_at_least
 from lora_gym.core.actions import ActionGrid
 from lora_gym.core.config import resolve_config
 from lora_gym.policies import FixedPolicy, SB3Policy
@@ -32,10 +33,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--config", default=None, help="env config YAML (default: the embedded one)")
     p.add_argument("--store", default=None,
                    help="a recorded store to replay (default: the table shipped for the config)")
-    p.add_argument("--timesteps", type=int, default=50_000, help="PPO timesteps on the replay env")
-    p.add_argument("--seeds", type=int, default=10, help="evaluation seeds per test task")
-    p.add_argument("--live-episodes", type=int, default=1,
-                   help="live episodes per test task and policy for the sim-to-real check")
+    p.add_argument("--timesteps", type=int_at_least(1), default=50_000,
+                   help="PPO timesteps on the replay env")
+    p.add_argument("--seeds", type=int_at_least(1), default=10,
+                   help="evaluation seeds per test task")
+    p.add_argument("--live-episodes", type=int_at_least(0), default=1,
+                   help="live episodes per test task and policy for the sim-to-real check "
+                        "(0 skips it)")
     p.add_argument("--out", default="runs/demo", help="output folder")
     return p.parse_args(argv)
 
@@ -61,6 +65,9 @@ def main(argv: list[str] | None = None) -> None:
     compare.main(["--env", "LoRATuneReplay-v0", *env_kwargs, "--seeds", str(args.seeds),
                   "--agent", f"ppo={agent}", "--out", str(out / "compare"), "--no-progress"])
 
+    if args.live_episodes == 0:
+        print("\n== 3. Live check skipped (--live-episodes 0)", flush=True)
+        return
     print("\n== 3. Live check: the same episodes on LoRATune-v0", flush=True)
     from lora_gym.cli.sim2real import compare as sim2real
     from lora_gym.cli.sim2real import format_summary, print_pairs, summarise

@@ -3,12 +3,32 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from typing import Any
 
 import yaml
 
 from lora_gym.core.config import EnvConfig, resolve_config
 from lora_gym.policies import POLICIES, SB3_ALGOS, Policy, PolicyContext, make_policies
+
+
+def int_at_least(low: int, special: int | None = None) -> Callable[[str], int]:
+    """An argparse ``type``: an integer >= `low` (or exactly `special`), else a usage error.
+
+    The error (``argument --seeds: must be an integer >= 1, got '0'``) names the bound.
+    """
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or (value < low and value != special):
+            extra = "" if special is None else f" (or {special})"
+            raise argparse.ArgumentTypeError(f"must be an integer >= {low}{extra}, got {text!r}")
+        return value
+
+    parse.__name__ = f"int>={low}"
+    return parse
 
 
 def parse_env_kwargs(items: list[str]) -> dict[str, Any]:
@@ -35,7 +55,8 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
                         help="which tasks of the task set")
     parser.add_argument("--tasks", nargs="*", default=None,
                         help="only these tasks of the split (default: all of them)")
-    parser.add_argument("--seeds", type=int, default=1, help="reset seeds 0..N-1 per task")
+    parser.add_argument("--seeds", type=int_at_least(1), default=1,
+                        help="reset seeds 0..N-1 per task (>= 1)")
 
 
 def jobs_from_args(args: argparse.Namespace) -> tuple[EnvConfig, list[tuple[Policy, str, int]]]:
@@ -43,8 +64,6 @@ def jobs_from_args(args: argparse.Namespace) -> tuple[EnvConfig, list[tuple[Poli
     from lora_gym.tasks.sets import load_task_set
 
     config = resolve_config(args.config, **parse_env_kwargs(args.env_kwargs))
-    if args.seeds < 1:
-        raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
     policies = make_policies(args.policy, PolicyContext.of(config), args.agent, args.algo)
     tasks = [t.name for t in load_task_set(config.task_set).tasks(args.split)]
     if args.tasks:

@@ -8,17 +8,20 @@ import time
 import gymnasium as gym
 
 import lora_gym  # noqa: F401 - registers the env ids
+from lora_gym.cli.args import int_at_least
 
 
 def main(argv: list[str] | None = None) -> None:
     """Run `--episodes` episodes of a random policy (or a fixed action) and print every step."""
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--episodes", type=int, default=2, help="episodes to run")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the first reset")
+    parser.add_argument("--episodes", type=int_at_least(1), default=2, help="episodes to run")
+    parser.add_argument("--seed", type=int_at_least(0), default=0,
+                        help="seed of the first reset")
     parser.add_argument("--action", type=int, default=None,
                         help="a fixed action for every step (default: random actions)")
     parser.add_argument("--config", default=None, help="env config YAML (default: embedded)")
-    parser.add_argument("--episode-length", type=int, default=None, help="override T")
+    parser.add_argument("--episode-length", type=int_at_least(1), default=None,
+                        help="override T")
     args = parser.parse_args(argv)
 
     overrides = {"report_wall_time": True}

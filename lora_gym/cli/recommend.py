@@ -28,7 +28,9 @@ from typing import Any
 import numpy as np
 import yaml
 
+from lora_gym.cli.args import int_at_least
 from lora_gym.policies import FixedPolicy, Policy, SB3Policy, nearest_pair
+from lora_gym.tasks.loading import MIN_VAL_ROWS
 
 BUILTIN_POLICIES: tuple[str, ...] = ("default",)
 LIVE_ENV_IDS: tuple[str, ...] = ("LoRATune-v0", "LoRATunePerLayer-v0", "LoRATuneScope-v0")
@@ -61,7 +63,11 @@ class Args:
     max_train: int = 2000
     """Cap on training rows (a seeded random subset)."""
     max_val: int = 256
-    """Size of the validation subset split off the rows."""
+    """Size of the validation subset split off the rows (at least 16: `MIN_VAL_ROWS`)."""
+
+
+MINIMA: dict[str, int] = {"seed": 0, "max_train": 1, "max_val": MIN_VAL_ROWS}
+"""Smallest accepted value of each integer argument (smaller ones are usage errors)."""
 
 
 def parse_args(argv: list[str] | None = None) -> Args:
@@ -76,7 +82,7 @@ def parse_args(argv: list[str] | None = None) -> Args:
         if required:
             parser.add_argument(flag, required=True, **kwargs)
         else:
-            kind = int if isinstance(field.default, int) else str
+            kind = int_at_least(MINIMA[name]) if isinstance(field.default, int) else str
             parser.add_argument(flag, type=kind, default=field.default, **kwargs)
     return Args(**vars(parser.parse_args(argv)))
 
