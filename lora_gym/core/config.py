@@ -192,7 +192,7 @@ class EnvConfig:
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"config file {str(path)!r} does not exist")
-        data = yaml.safe_load(path.read_text()) or {}
+        data = load_yaml(path, "config file") or {}
         try:
             return cls.from_dict(data)
         except ConfigError as err:
@@ -215,6 +215,24 @@ class EnvConfig:
     def replace(self, **changes: Any) -> EnvConfig:
         """A copy with some fields changed (validated like any other config)."""
         return EnvConfig.from_dict({**dataclasses.asdict(self), **changes})
+
+
+def load_yaml(path: Path, what: str) -> Any:
+    """Parse a YAML file; a syntax error or unreadable text is a `ConfigError` naming the file.
+
+    Args:
+        path: The file.
+        what: What the file is, for the message (``"config file"``, ``"task set file"``).
+    """
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or str(err)
+        raise ConfigError(f"{what} {str(path)!r}: YAML syntax error{where}: {problem}") from None
+    except (UnicodeDecodeError, OSError) as err:
+        raise ConfigError(f"{what} {str(path)!r} cannot be read as UTF-8 text: {err}") from None
 
 
 def resolve_config(config: str | Path | Mapping | EnvConfig | None = None, **overrides: Any

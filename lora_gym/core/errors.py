@@ -13,6 +13,10 @@ class TaskSourceUnavailable(TaskError):
     """The package or file that carries a task's data is not installed or not present."""
 
 
+class StoreError(ValueError):
+    """A file given as a store is not a lora-gym store: foreign, corrupt, or another schema."""
+
+
 class RewardError(ValueError):
     """A reward function cannot be resolved, or returned a non-float or non-finite value."""
 

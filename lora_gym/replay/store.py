@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from lora_gym.core.config import EnvConfig
+from lora_gym.core.errors import StoreError
 
 SCHEMA_VERSION = 1
 OUTCOME_ENV_ID = "LoRATune-v0"
@@ -154,6 +155,12 @@ class Store:
     Args:
         path: The SQLite file.
         readonly: Open an existing file without writing (an immutable shipped table included).
+
+    Raises:
+        FileNotFoundError: `readonly` and the file does not exist.
+        StoreError: The file is not a SQLite database (corrupt, or another kind of file), is a
+            SQLite database of something else, or has another schema version; the message names
+            the path and the cause. A foreign file is never written to.
     """
 
     ROW_SELECT = f"SELECT {', '.join(_STEP_COLUMNS)} FROM steps"
@@ -165,9 +172,11 @@ class Store:
             if not self.path.is_file():
                 raise FileNotFoundError(f"store {str(self.path)!r} does not exist")
             self.conn = sqlite3.connect(f"file:{self.path.resolve()}?mode=ro", uri=True)
+            self._check_schema(must_exist=True)
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.conn = sqlite3.connect(self.path, timeout=60.0)
+        self._check_schema(must_exist=False)
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=FULL")
         with self.conn:
@@ -176,6 +185,35 @@ class Store:
                               (str(SCHEMA_VERSION),))
         self._versions = tuple(library_versions()[name] for name in VERSIONED_PACKAGES)
         self._known_configs: set[str] = set()
+
+    def _check_schema(self, must_exist: bool) -> None:
+        """Raise `StoreError` unless the file is a store of this schema (or, to write, empty)."""
+        where = f"store {str(self.path)!r}"
+        try:
+            tables = {name for (name,) in self.conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'")}
+            version = None
+            if "meta" in tables:
+                row = self.conn.execute(
+                    "SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+                version = row[0] if row else None
+        except sqlite3.DatabaseError as err:
+            self.conn.close()
+            raise StoreError(f"{where} is not a SQLite database or is corrupt ({err}); give "
+                             "the path of a store written by `lora-gym record`, or a new "
+                             "path") from None
+        if not tables and not must_exist:
+            return  # a new (or empty) file: the schema is created next
+        if not {"meta", "steps", "configs"} <= tables:
+            self.conn.close()
+            raise StoreError(f"{where} is a SQLite database but not a lora-gym store (tables "
+                             f"{sorted(tables)}; a store has meta, configs and steps); give "
+                             "another path, this file is left untouched")
+        if version != str(SCHEMA_VERSION):
+            self.conn.close()
+            raise StoreError(f"{where} has schema version {version!r}, this lora-gym reads "
+                             f"version {SCHEMA_VERSION}: re-record it, or use the lora-gym "
+                             "version that wrote it")
 
     def register_config(self, config: EnvConfig) -> str:
         """Store the outcome fields of `config` under its hash (once); returns the hash."""

@@ -16,6 +16,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from lora_gym.core.config import load_yaml
 from lora_gym.core.errors import ConfigError
 from lora_gym.tasks.loading import TaskSpec
 
@@ -126,18 +127,19 @@ class TaskSet:
             ConfigError: The file does not exist or its content is not a valid task set.
 
         """
-        import yaml
-
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"task set file {str(path)!r} does not exist")
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = load_yaml(path, "task set file")
         if isinstance(data, Mapping):
             data = {**data}
             for split in ("train", "test"):
                 if isinstance(data.get(split), list):
                     data[split] = [_resolve_path(e, path.parent) for e in data[split]]
-        return cls.from_dict(data)
+        try:
+            return cls.from_dict(data)
+        except ConfigError as err:
+            raise ConfigError(f"task set file {str(path)!r}: {err}") from None
 
     def to_dict(self) -> dict[str, Any]:
         """Return plain data that :meth:`from_dict` accepts."""
