@@ -50,7 +50,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--agent", nargs="*", default=[], metavar="NAME=PATH",
                    help="trained SB3 agents, e.g. ppo=logs/ppo/LoRATune-v0_1/best_model.zip")
     p.add_argument("--algo", default="ppo", help="algorithm of the --agent zips")
-    p.add_argument("--split", default="test", choices=("train", "test", "all"),
+    p.add_argument("--split", default="test", choices=("train", "val", "test", "all"),
                    help="task split to evaluate on (default: the held-out test tasks)")
     p.add_argument("--seeds", type=int_at_least(1), default=5,
                    help="evaluation seeds per task (>= 1)")

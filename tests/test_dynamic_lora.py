@@ -9,6 +9,7 @@ from gymnasium.utils.env_checker import data_equivalence
 import lora_gym
 from lora_gym.core.config import INITS, SVD_INITS, EnvConfig
 from lora_gym.core.errors import ConfigError
+from lora_gym.core.observation import OBSERVATION_SPEC
 from lora_gym.engine import encoding
 from lora_gym.engine import resize as lora
 from lora_gym.engine.export import load_adapter
@@ -189,8 +190,8 @@ def test_per_layer_actions_costs_and_observation():
 def test_docstring_tables_match_the_default_spaces(env_class):
     env = env_class()  # default config: no heavy work until reset
     doc = env_class.__doc__
-    extra = env.observation_names[15:]
-    for num, name in enumerate(extra, start=15):
+    extra = env.observation_names[len(OBSERVATION_SPEC):]
+    for num, name in enumerate(extra, start=len(OBSERVATION_SPEC)):
         assert f"| {num}  | {name}" in doc
     assert len(env.action_space.nvec) == doc.count("| rank") + doc.count("| learning rate") + (
         doc.count("| scope ")) + doc.count("| stop ")

@@ -20,6 +20,7 @@ from lora_gym.replay.index import TableMiss
 from lora_gym.replay.recording import RecordingWrapper, episode_seed, record
 from lora_gym.replay.store import Store, config_hash
 from lora_gym.rollout import run_episode
+from lora_gym.tasks.sets import load_task_set
 from tests.conftest import TINY
 
 CONFIG = resolve_config(TINY)
@@ -161,7 +162,7 @@ def test_recording_survives_a_kill_mid_run(tmp_path):
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     subprocess.run(cmd, env=env, check=True, capture_output=True)
-    expected = 3 * 3 * (1 + 3)  # tasks x seeds x (reset + 3 steps)
+    expected = len(load_task_set("tiny").tasks("all")) * 3 * (1 + 3)  # x seeds x (reset + 3)
     assert _rows(path) == expected > first
     with Store(path, readonly=True) as db:
         steps = db.conn.execute("SELECT task, episode_seed, COUNT(*), MAX(step) FROM steps "

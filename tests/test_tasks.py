@@ -238,7 +238,7 @@ def test_builtin_task_sets() -> None:
 
 def test_task_set_errors(tmp_path) -> None:
     task_set = load_task_set("tiny")
-    with pytest.raises(ValueError, match=r"one of \['train', 'test', 'all'\], got 'dev'"):
+    with pytest.raises(ValueError, match=r"one of \['train', 'val', 'test', 'all'\], got 'dev'"):
         task_set.tasks("dev")
     with pytest.raises(ValueError, match=r"task 'synth-z' is not in task set 'tiny'.*'synth-a'"):
         task_set.get("synth-z")

@@ -51,7 +51,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
                         help="registered policies to run; grid runs every fixed (rank, lr)")
     parser.add_argument("--agent", default=None, help="a trained SB3 agent .zip to run as well")
     parser.add_argument("--algo", default="ppo", choices=SB3_ALGOS, help="the agent's algorithm")
-    parser.add_argument("--split", default="train", choices=("train", "test", "all"),
+    parser.add_argument("--split", default="train", choices=("train", "val", "test", "all"),
                         help="which tasks of the task set")
     parser.add_argument("--tasks", nargs="*", default=None,
                         help="only these tasks of the split (default: all of them)")

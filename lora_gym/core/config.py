@@ -40,7 +40,7 @@ class EnvConfig:
     task_set: str = "default"
     """Task set: ``default`` or ``tiny`` (shipped in the package) or the path of a task-set YAML."""
     task_split: str = "train"
-    """Which tasks ``reset`` samples from: ``train``, ``test`` or ``all``."""
+    """Which tasks ``reset`` samples from: ``train``, ``val``, ``test`` or ``all``."""
     ranks: tuple[int, ...] = (2, 4, 8, 16)
     """LoRA ranks the agent can choose from (strictly increasing); episodes start at the first."""
     learning_rates: tuple[float, ...] = (1.0e-4, 3.0e-4, 1.0e-3, 3.0e-3)
@@ -118,7 +118,7 @@ class EnvConfig:
 
     def __post_init__(self) -> None:
         _check_types(self)
-        _check_choice("task_split", self.task_split, ("train", "test", "all"))
+        _check_choice("task_split", self.task_split, ("train", "val", "test", "all"))
         _check_increasing("ranks", self.ranks, positive=True)
         _check_increasing("learning_rates", self.learning_rates, positive=True)
         for name in ("episode_length", "steps_per_action", "batch_size", "max_length",

@@ -33,6 +33,7 @@ OBSERVATION_SPEC: tuple[tuple[str, float, float], ...] = (
     ("mean_length", 0.0, 1.0),
     ("p90_length", 0.0, 1.0),
     ("untrained_accuracy", 0.0, 1.0),
+    ("knn_label_agreement", 0.0, 1.0),
 )
 ObservationSpec = tuple[tuple[str, float, float], ...]
 
@@ -68,6 +69,8 @@ class TaskFeatures:
     p90_length: float
     """90th-percentile token length divided by ``max_length``."""
     untrained_accuracy: float
+    label_agreement: float
+    """Nearest-neighbour label agreement of the training rows (`lora_gym.tasks.features`)."""
 
 
 def state_values(metrics: Metrics, delta_accuracy: float, cost_so_far: float, step: int,
@@ -95,6 +98,7 @@ def feature_values(features: TaskFeatures) -> dict[str, float]:
         "mean_length": features.mean_length,
         "p90_length": features.p90_length,
         "untrained_accuracy": features.untrained_accuracy,
+        "knn_label_agreement": features.label_agreement,
     }
 
 

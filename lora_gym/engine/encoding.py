@@ -3,7 +3,8 @@
 The token ids of a task depend only on its texts, the tokenizer and ``max_length``; they are
 cached under ``$LORA_GYM_CACHE/tokens`` (default ``~/.cache/lora_gym/tokens``) in one ``.npz`` per
 task, keyed by a hash of exactly these inputs, and written atomically (temporary file, then
-``os.replace``), so concurrent processes may share the cache. An unwritable cache directory only
+``os.replace``), so concurrent processes may share the cache (a task variant selects rows of its
+corpus's encoding, `EncodedSplit.select`). An unwritable cache directory only
 costs the re-tokenisation (a `LoRAGymWarning` says so).
 """
 
@@ -44,6 +45,10 @@ class EncodedSplit:
     def lengths(self) -> np.ndarray:
         """Token count of every example."""
         return np.array([len(x) for x in self.ids])
+
+    def select(self, rows: np.ndarray, labels: np.ndarray) -> EncodedSplit:
+        """The examples `rows` with new `labels` (the id arrays are shared, not copied)."""
+        return EncodedSplit(tuple(self.ids[i] for i in rows), labels)
 
 
 def encode(texts: tuple[str, ...], labels: np.ndarray, tokenizer, max_length: int) -> EncodedSplit:

@@ -2,7 +2,8 @@
 
 With LoRA in only the top k of a BERT's L layers (``lora_layers: top-<k>``), the hidden states
 entering layer ``L - k`` are a fixed function of each example: the embeddings and the lower layers
-are frozen and the model always runs without dropout. They are computed once per task (inference
+are frozen and the model always runs without dropout. They are computed once per task (a task
+variant selects rows of its corpus's states with `PrefixStates.select`; inference
 mode, in batches of similar length) and stored unpadded; training and evaluation then run only the
 top k layers, the pooler and the head on padded batches of them, with the attention mask built by
 the same function `BertModel` uses. The result equals the full forward pass up to float rounding
@@ -70,16 +71,27 @@ class PrefixStates:
     """int64 label of every example."""
     layer: int
     """Index of the first layer that still has to run."""
+    rows: np.ndarray | None = None
+    """A selection's examples: example ``i`` is stored example ``rows[i]`` (None: all, in order)."""
 
     @property
     def nbytes(self) -> int:
-        """Memory held by the states."""
+        """Memory held by the states (shared with every selection of them)."""
         return self.flat.numel() * self.flat.element_size()
+
+    def select(self, rows: np.ndarray, labels: np.ndarray) -> PrefixStates:
+        """The examples `rows` with new `labels`: a view sharing the states (no copy)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if self.rows is not None:
+            rows = self.rows[rows]
+        return PrefixStates(self.flat, self.offsets, torch.from_numpy(np.array(labels,
+                            dtype=np.int64)), self.layer, rows)
 
     def batch(self, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Examples `idx` padded (with zeros) to their longest: ``(hidden, mask, labels)``."""
-        starts = self.offsets[idx]
-        lengths = self.offsets[idx + 1] - starts
+        stored = self.rows[idx] if self.rows is not None else idx
+        starts = self.offsets[stored]
+        lengths = self.offsets[stored + 1] - starts
         rows = np.repeat(np.arange(len(idx)), lengths)
         cols = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
         rows_t, cols_t = torch.from_numpy(rows), torch.from_numpy(cols)

@@ -22,9 +22,11 @@ Speed (none of it changes what is computed, beyond float rounding):
 * with ``lora_layers: top-<k>`` and ``prefix_cache`` (BERT-style models), the frozen lower layers
   run once per task and training and evaluation run only the top k layers
   (`lora_gym.engine.prefix_cache`);
-* the untrained model's pooled validation outputs are cached per task: a fresh adapter has
+* the untrained model's pooled validation outputs are cached per corpus: a fresh adapter has
   B = 0, so the untrained model is the frozen base, whatever the episode's seed; only the fresh
   head (which depends on the seed) is applied to them at every reset;
+* a task variant (`lora_gym.tasks.variants`) is a row selection of its corpus: token ids,
+  prefix activations and untrained outputs are computed for the corpus once and selected;
 * ``torch_threads: 0`` gives each of ``$LORA_GYM_N_ENVS`` (default 1) processes an equal share
   of the cores (`resolve_threads`).
 """
@@ -126,7 +128,7 @@ class FineTuneSession:
         self._prefix = prefix_cache.PrefixCache() if self.prefix_layer is not None else None
         self._states: dict[str, prefix_cache.PrefixStates] | None = None
         self._encoded: dict[str, tuple[EncodedSplit, EncodedSplit]] = {}
-        self._untrained: dict[str, torch.Tensor] = {}  # task key -> pooled val outputs of the base
+        self._untrained: dict[str, torch.Tensor] = {}  # corpus key -> pooled val outputs of base
         self.task: TaskData | None = None
         self.features: TaskFeatures | None = None
         self._grads = GradientNorms()
@@ -159,10 +161,20 @@ class FineTuneSession:
     def start(self, task: TaskData, seed: int) -> Metrics:
         """Begin an episode on `task`: fresh head and adapter (smallest rank); evaluate it."""
         self.task = task
-        key = task_fingerprint(task)
-        self.train_split, self.val_split = self._encode(task, key)
+        pool = task.pool if task.pool is not None else task
+        key = task_fingerprint(pool)
+        pool_train, pool_val = self._encode(pool, key)
+        pool_states = None
         if self._prefix is not None:
-            self._states = self._prefix.get(key, self._compute_prefix)
+            pool_states = self._prefix.get(key, lambda: self._compute_prefix(pool_train, pool_val))
+        self.train_split, self.val_split, self._states = pool_train, pool_val, pool_states
+        if task.pool is not None:  # a variant: its rows of the corpus, its own labels
+            rows = {"train": (task.train_rows, task.train_labels),
+                    "val": (task.val_rows, task.val_labels)}
+            self.train_split = pool_train.select(*rows["train"])
+            self.val_split = pool_val.select(*rows["val"])
+            if pool_states is not None:
+                self._states = {k: pool_states[k].select(*rows[k]) for k in rows}
         self._generator = torch.Generator().manual_seed(seed)
         self._rng = np.random.default_rng(seed)
         self._order = np.empty(0, dtype=np.int64)
@@ -177,7 +189,7 @@ class FineTuneSession:
         self.rank: int | tuple[int, ...] = self.config.ranks[0]
         self.optimizer = self._new_optimizer(carry_from=None)
         self._grads.clear()
-        metrics = self._evaluate(math.nan, untrained_key=key)
+        metrics = self._evaluate_untrained(key, pool_val, pool_states, task.val_rows)
         self.features = self._features(task, metrics.accuracy)
         return metrics
 
@@ -187,10 +199,11 @@ class FineTuneSession:
                                              task_key=key)
         return self._encoded[key]
 
-    def _compute_prefix(self) -> dict[str, prefix_cache.PrefixStates]:
+    def _compute_prefix(self, train: EncodedSplit, val: EncodedSplit
+                        ) -> dict[str, prefix_cache.PrefixStates]:
         args = (self.tokenizer.pad_token_id, self.prefix_layer, self.config.eval_batch_size)
-        return {"train": prefix_cache.compute_prefix(self.net, self.train_split, *args),
-                "val": prefix_cache.compute_prefix(self.net, self.val_split, *args)}
+        return {"train": prefix_cache.compute_prefix(self.net, train, *args),
+                "val": prefix_cache.compute_prefix(self.net, val, *args)}
 
     def _features(self, task: TaskData, untrained_accuracy: float) -> TaskFeatures:
         counts = np.bincount(task.train_labels, minlength=task.num_classes)
@@ -200,7 +213,8 @@ class FineTuneSession:
         return TaskFeatures(train_size=task.n_train_available, num_classes=task.num_classes,
                             label_entropy=entropy, mean_length=float(lengths.mean()),
                             p90_length=float(np.percentile(lengths, 90)),
-                            untrained_accuracy=untrained_accuracy)
+                            untrained_accuracy=untrained_accuracy,
+                            label_agreement=task.label_agreement)
 
     # -- forward passes --------------------------------------------------------------------------
     def logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -216,11 +230,17 @@ class FineTuneSession:
 
         Outputs are the pooled features if `pooled` (BERT-style models only), else the logits.
         """
-        if self._states is not None:
-            hidden, mask, labels = self._states[which].batch(idx)
+        states = self._states[which] if self._states is not None else None
+        split = self.train_split if which == "train" else self.val_split
+        return self._split_outputs(states, split, idx, pooled)
+
+    def _split_outputs(self, states: prefix_cache.PrefixStates | None, split: EncodedSplit,
+                       idx: np.ndarray, pooled: bool) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """`_outputs` of examples `idx` of `split` (run from `states` if given)."""
+        if states is not None:
+            hidden, mask, labels = states.batch(idx)
             out = prefix_cache.top_pooled(self.net, hidden, mask, self.prefix_layer)
             return (out if pooled else self._head(out)), labels, mask.numel()
-        split = self.train_split if which == "train" else self.val_split
         ids, mask, labels = collate(split, idx, self.tokenizer.pad_token_id)
         if not self._bert_like:
             return self.logits(ids, mask), labels, ids.numel()
@@ -297,30 +317,43 @@ class FineTuneSession:
         return lora_stats(self.adapter.layers, self._grads)
 
     # -- evaluation ----------------------------------------------------------------------------
+    @torch.inference_mode()
     def evaluate(self, train_loss: float = math.nan) -> Metrics:
         """Accuracy, macro-F1 and loss on the task's fixed validation subset."""
-        return self._evaluate(train_loss, untrained_key=None)
+        states = self._states["val"] if self._states is not None else None
+        with record_function("lora_gym.forward"):
+            outputs = self._val_outputs(self._bert_like, states, self.val_split)
+        return self._metrics(outputs, train_loss)
 
     @torch.inference_mode()
-    def _evaluate(self, train_loss: float, untrained_key: str | None) -> Metrics:
-        """Evaluate; with `untrained_key` (a fresh adapter) reuse the task's cached base outputs."""
-        outputs = self._untrained.get(untrained_key) if untrained_key else None
+    def _evaluate_untrained(self, key: str, pool_val: EncodedSplit,
+                            pool_states: dict[str, prefix_cache.PrefixStates] | None,
+                            rows: np.ndarray | None) -> Metrics:
+        """Evaluate a fresh adapter from the corpus's cached base outputs (rows: a variant's)."""
+        if not self._bert_like:
+            return self.evaluate()
+        outputs = self._untrained.get(key)
         if outputs is None:
+            states = pool_states["val"] if pool_states is not None else None
             with record_function("lora_gym.forward"):
-                outputs = self._val_outputs(pooled=self._bert_like)
-            if untrained_key and self._bert_like:
-                self._untrained[untrained_key] = outputs
+                outputs = self._untrained[key] = self._val_outputs(True, states, pool_val)
+        if rows is not None:
+            outputs = outputs[torch.tensor(rows)]
+        return self._metrics(outputs, math.nan)
+
+    def _metrics(self, outputs: torch.Tensor, train_loss: float) -> Metrics:
         logits = self._head(outputs) if self._bert_like else outputs
         return classification_metrics(logits.float().numpy(), self.val_split.labels,
                                       self.task.num_classes, train_loss)
 
-    def _val_outputs(self, pooled: bool) -> torch.Tensor:
-        """Pooled features (or logits) of every validation example, in example order."""
-        order = np.argsort(self.val_split.lengths, kind="stable")  # similar lengths together
+    def _val_outputs(self, pooled: bool, states: prefix_cache.PrefixStates | None,
+                     split: EncodedSplit) -> torch.Tensor:
+        """Pooled features (or logits) of every example of `split`, in example order."""
+        order = np.argsort(split.lengths, kind="stable")  # similar lengths together
         parts = []
         for start in range(0, len(order), self.config.eval_batch_size):
             idx = order[start:start + self.config.eval_batch_size]
-            parts.append(self._outputs("val", idx, pooled)[0])
+            parts.append(self._split_outputs(states, split, idx, pooled)[0])
         by_length = torch.cat(parts)
         out = torch.empty_like(by_length)
         out[torch.from_numpy(order)] = by_length

@@ -69,30 +69,35 @@ class LoRATuningEnv(gym.Env[np.ndarray, np.int64]):
     | 16  | stop | -             |
 
     ## Observation Space
-    `Box(low, high, (15,), float32)`; names in ``env.unwrapped.observation_names``:
+    `Box(low, high, (16,), float32)`; names in ``env.unwrapped.observation_names``:
 
-    | Num | Observation        | Min  | Max  |
-    |-----|--------------------|------|------|
-    | 0   | val_accuracy       | 0    | 1    |
-    | 1   | val_macro_f1       | 0    | 1    |
-    | 2   | val_loss           | 0    | 10   |
-    | 3   | train_loss         | 0    | 10   |
-    | 4   | delta_accuracy     | -1   | 1    |
-    | 5   | cost_so_far        | 0    | 10   |
-    | 6   | steps_left         | 0    | 1    |
-    | 7   | rank_position      | 0    | 1    |
-    | 8   | lr_position        | 0    | 1    |
-    | 9   | log10_train_size   | 0    | 7    |
-    | 10  | log2_num_classes   | 0    | 10   |
-    | 11  | label_entropy      | 0    | 1    |
-    | 12  | mean_length        | 0    | 1    |
-    | 13  | p90_length         | 0    | 1    |
-    | 14  | untrained_accuracy | 0    | 1    |
+    | Num | Observation         | Min  | Max  |
+    |-----|---------------------|------|------|
+    | 0   | val_accuracy        | 0    | 1    |
+    | 1   | val_macro_f1        | 0    | 1    |
+    | 2   | val_loss            | 0    | 10   |
+    | 3   | train_loss          | 0    | 10   |
+    | 4   | delta_accuracy      | -1   | 1    |
+    | 5   | cost_so_far         | 0    | 10   |
+    | 6   | steps_left          | 0    | 1    |
+    | 7   | rank_position       | 0    | 1    |
+    | 8   | lr_position         | 0    | 1    |
+    | 9   | log10_train_size    | 0    | 7    |
+    | 10  | log2_num_classes    | 0    | 10   |
+    | 11  | label_entropy       | 0    | 1    |
+    | 12  | mean_length         | 0    | 1    |
+    | 13  | p90_length          | 0    | 1    |
+    | 14  | untrained_accuracy  | 0    | 1    |
+    | 15  | knn_label_agreement | 0    | 1    |
 
     Losses are clipped to 10 (a diverged loss reads 10); ``cost_so_far`` is the cumulative cost
     divided by ``episode_length``; ``steps_left`` is the fraction of the episode left;
     rank and lr positions are the grid indices scaled to [0, 1]; lengths are token counts divided
     by ``max_length``; label entropy is divided by log(num_classes); ``train_loss`` is 0 at reset.
+    ``log10_train_size`` counts the task's training rows (a variant's own; a plain task's before the
+    ``max_train`` cap); ``knn_label_agreement`` is the fraction of training rows whose nearest other
+    training row (TF-IDF cosine) has the same label, a proxy for label noise and class separability
+    (`lora_gym.tasks.features`).
 
     ## Rewards
     By default ``Δaccuracy − λ·cost`` (``delta_acc_minus_cost``, λ = ``cost_weight`` = 0.01),

@@ -36,14 +36,14 @@ class LoRAPerLayerEnv(LoRATuningEnv):
     | 3   | stop              | 0 (train), 1 (stop) |
 
     ## Observation Space
-    `Box(low, high, (15 + 1 + layer_groups,), float32)`: entries 0-14 are those of `LoRATune-v0`
+    `Box(low, high, (16 + 1 + layer_groups,), float32)`: entries 0-15 are those of `LoRATune-v0`
     (``rank_position`` is the mean of the groups' rank positions), then:
 
     | Num | Observation        | Min  | Max  |
     |-----|--------------------|------|------|
-    | 15  | trainable_rank     | 0    | 1    |
-    | 16  | group_rank_0       | 0    | 1    |
-    | 17  | group_rank_1       | 0    | 1    |
+    | 16  | trainable_rank     | 0    | 1    |
+    | 17  | group_rank_0       | 0    | 1    |
+    | 18  | group_rank_1       | 0    | 1    |
 
     ``trainable_rank`` is the budget in use: the size-weighted mean rank over all LoRA layers
     (``Σ r_i (in_i + out_i) / Σ (in_i + out_i)``, proportional to the trainable LoRA parameters)

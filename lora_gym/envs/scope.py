@@ -47,12 +47,12 @@ class LoRAScopeEnv(LoRATuningEnv):
     | 3   | stop          | 0 (train), 1 (stop)            |
 
     ## Observation Space
-    `Box(low, high, (17,), float32)`: entries 0-14 are those of `LoRATune-v0`, then:
+    `Box(low, high, (18,), float32)`: entries 0-15 are those of `LoRATune-v0`, then:
 
     | Num | Observation        | Min  | Max  |
     |-----|--------------------|------|------|
-    | 15  | trainable_rank     | 0    | 1    |
-    | 16  | scope_position     | 0    | 1    |
+    | 16  | trainable_rank     | 0    | 1    |
+    | 17  | scope_position     | 0    | 1    |
 
     ``trainable_rank``: size-weighted mean rank over every candidate module, frozen ones counting
     0, divided by the grid's largest rank; ``scope_position``: the scope index scaled to [0, 1].

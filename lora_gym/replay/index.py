@@ -6,7 +6,7 @@ import numpy as np
 
 from lora_gym.core.config import EnvConfig
 from lora_gym.core.metrics import Metrics
-from lora_gym.core.observation import finite_or_none
+from lora_gym.core.observation import OBSERVATION_NAMES, finite_or_none
 from lora_gym.replay.store import METRIC_NAMES, StepRecord, Store, config_hash, outcome_config
 
 RECORD_HINT = ("record one with `lora-gym record --config CONFIG --store PATH --policy random "
@@ -99,6 +99,7 @@ class TableIndex:
         Raises:
             LookupError: The store has no row for this config; the message lists the configs it
                 has and the fields in which they differ from this one.
+            ValueError: The rows hold observations of another layout (an older version).
         """
         index = cls(config.model, config_hash(config))
         for row in store.rows(index.model, index.config_hash):
@@ -106,6 +107,12 @@ class TableIndex:
             index.add(rec.task, rec.episode_seed, Node.from_record(rec))
         if not index.records:
             raise LookupError(_no_rows_message(store, config, index.config_hash))
+        size = len(next(iter(index.records.values())).obs)
+        if size != len(OBSERVATION_NAMES):
+            raise ValueError(
+                f"store {str(store.path)!r} was recorded with {size}-entry observations; this "
+                f"version's have {len(OBSERVATION_NAMES)} ({', '.join(OBSERVATION_NAMES)}): "
+                f"re-record it ({RECORD_HINT})")
         return index
 
 

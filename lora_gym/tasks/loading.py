@@ -1,6 +1,8 @@
 """Text-classification tasks: a task spec (`TaskSpec`) and loading it into arrays (`TaskData`).
 
-Task sets (train/test splits of tasks, from YAML) are in `lora_gym.tasks.sets`.
+A spec with a `variant` (`lora_gym.tasks.variants`) is a row selection of its corpus: the corpus
+is loaded once (its *pool*) and the variant's `TaskData` keeps a reference to it with the row
+indices. Task sets (train/val/test splits of tasks, from YAML) are in `lora_gym.tasks.sets`.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ from typing import Any
 import numpy as np
 
 from lora_gym.core.errors import ConfigError, TaskError
+from lora_gym.tasks.features import knn_label_agreement
 from lora_gym.tasks.sources import SYNTHETIC_TOPICS, read_source, stable_hash
+from lora_gym.tasks.variants import Variant, select_rows
 
 MIN_VAL_ROWS = 16
 """Fewest validation rows a task may have (an accuracy over fewer is too coarse to tune on)."""
@@ -68,8 +72,12 @@ class TaskSpec:
     """Number of classes (synthetic only)."""
     num_examples: int = 400
     """Number of generated rows (synthetic only)."""
+    variant: Variant | None = None
+    """A row selection of the corpus the other fields describe (None: the whole corpus)."""
 
     def __post_init__(self) -> None:
+        if isinstance(self.variant, Mapping):
+            object.__setattr__(self, "variant", Variant.from_dict(self.variant))
         if isinstance(self.labels, list):
             object.__setattr__(self, "labels", tuple(self.labels))
         if isinstance(self.path, os.PathLike):
@@ -107,6 +115,21 @@ class TaskSpec:
             for key in ("num_classes", "num_examples"):
                 ok = getattr(self, key) == _DEFAULTS[key]
                 self._check(ok, key, "is only used by source 'synthetic'")
+        if self.variant is not None:
+            self._check(isinstance(self.variant, Variant), "variant", "must be a Variant")
+            ok = self.variant.name == self.name
+            self._check(ok, "name", f"must be the variant's name {self.variant.name!r}")
+
+    @property
+    def corpus(self) -> str:
+        """Name of the corpus the task's rows come from (its own name if not a variant)."""
+        return self.variant.corpus if self.variant is not None else self.name
+
+    def corpus_spec(self) -> TaskSpec:
+        """The spec of the whole corpus (the spec itself if not a variant)."""
+        if self.variant is None:
+            return self
+        return dataclasses.replace(self, name=self.variant.corpus, variant=None)
 
     def _check(self, ok: bool, key: str, requirement: str) -> None:
         if not ok:
@@ -139,6 +162,7 @@ class TaskSpec:
         """Return the spec as plain data (lists, not tuples) that :meth:`from_dict` accepts."""
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         out["labels"] = None if self.labels is None else list(self.labels)
+        out["variant"] = None if self.variant is None else self.variant.to_dict()
         return out
 
 
@@ -162,7 +186,13 @@ class TaskData:
     label_names: tuple[str, ...]
     """Index -> original label string, sorted (numerically when every label is an integer)."""
     n_train_available: int
-    """Training rows available before the ``max_train`` cap."""
+    """Training rows available before the ``max_train`` cap (a variant: its training rows)."""
+    pool: TaskData | None = None
+    """A variant's corpus: its rows are ``pool`` rows ``train_rows`` and ``val_rows``."""
+    train_rows: np.ndarray | None = None
+    """A variant's training rows, as indices of ``pool.train_texts``."""
+    val_rows: np.ndarray | None = None
+    """A variant's validation rows, as indices of ``pool.val_texts``."""
 
     def __post_init__(self) -> None:
         for part, texts, labels in (("train", self.train_texts, self.train_labels),
@@ -177,6 +207,11 @@ class TaskData:
         """Number of classes."""
         return len(self.label_names)
 
+    @functools.cached_property
+    def label_agreement(self) -> float:
+        """Nearest-neighbour label agreement of the training rows (`knn_label_agreement`)."""
+        return knn_label_agreement(self.train_texts, self.train_labels)
+
 
 def load_task(spec: TaskSpec, seed: int = 0) -> TaskData:
     """Load a task's train and validation data; the result is fixed by ``(spec, seed)``.
@@ -185,7 +220,8 @@ def load_task(spec: TaskSpec, seed: int = 0) -> TaskData:
     stripped, texts seen with two different labels are dropped and repeated texts kept once.
     Validation rows come from the source's test file if it has one (``max_val`` of them, minus
     texts also in training and labels absent from training), else ``min(max_val, rows // 2)``
-    rows are split off before training rows are capped at ``max_train``. Results are cached
+    rows are split off before training rows are capped at ``max_train``. A spec with a `variant`
+    loads its corpus (``spec.corpus_spec()``) and selects rows of it. Results are cached
     in-process and their arrays are read-only.
 
     Args:
@@ -205,7 +241,29 @@ def load_task(spec: TaskSpec, seed: int = 0) -> TaskData:
         raise TypeError(f"load_task expects a TaskSpec, got {type(spec).__name__}: {spec!r}")
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
         raise ValueError(f"load_task `seed` must be a non-negative integer, got {seed!r}")
+    if spec.variant is not None:
+        return _load_variant(spec, _load_task_cached(spec.corpus_spec(), int(seed)))
     return _load_task_cached(spec, int(seed))
+
+
+@functools.lru_cache(maxsize=256)
+def _load_variant(spec: TaskSpec, pool: TaskData) -> TaskData:
+    """A variant's data: rows of `pool` chosen by `lora_gym.tasks.variants.select_rows`."""
+    assert spec.variant is not None
+    sel = select_rows(spec.name, spec.variant, pool.train_labels, pool.val_labels,
+                      pool.num_classes, MIN_TRAIN_PER_CLASS)
+    for array in (sel.train_rows, sel.train_labels, sel.val_rows, sel.val_labels):
+        array.setflags(write=False)
+    return TaskData(
+        name=spec.name,
+        train_texts=tuple(pool.train_texts[i] for i in sel.train_rows),
+        train_labels=sel.train_labels,
+        val_texts=tuple(pool.val_texts[i] for i in sel.val_rows),
+        val_labels=sel.val_labels,
+        label_names=tuple(pool.label_names[i] for i in sel.classes),
+        n_train_available=len(sel.train_rows),
+        pool=pool, train_rows=sel.train_rows, val_rows=sel.val_rows,
+    )
 
 
 @functools.lru_cache(maxsize=32)

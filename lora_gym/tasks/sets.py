@@ -1,13 +1,26 @@
-"""Task sets: a named train/test split of tasks, declared in YAML (in the spirit of DACBench).
+"""Task sets: named train/val/test splits of tasks, declared in YAML (in the spirit of DACBench).
 
 Shipped sets are ``default`` (`lora_gym/data/default_tasks.yaml`) and ``tiny``; any YAML path or
-mapping with ``name``, ``train`` and ``test`` lists of task specs 
-(`lora_gym.tasks.loading.TaskSpec`)
-works too.
+mapping works too::
+
+    name: my-set
+    corpora:                      # optional: source corpora that families draw rows from
+      - {name: news, source: file, path: news.csv, max_train: 2000, max_val: 512}
+    train:                        # the agent learns on these
+      - {name: reviews, source: file, path: reviews.csv}   # a task spec (TaskSpec fields)
+      - {corpus: news, classes: [2, 4], sizes: [64, 512], noise: [0.0, 0.2], seeds: [0, 1]}
+    val:                          # optional: held out for model selection during training
+      - {corpus: news, sizes: [128], seeds: [100]}
+    test:                         # held out to evaluate the agent
+      - {corpus: news}            # a family without axes: the corpus itself
+
+An entry with ``corpus`` is a `lora_gym.tasks.variants.Family`, expanded in place to its variants
+(named like ``news/k2-n64-s0``); any other entry is a `lora_gym.tasks.loading.TaskSpec`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections import Counter
 from collections.abc import Mapping
@@ -19,8 +32,11 @@ from typing import Any
 from lora_gym.core.config import load_yaml
 from lora_gym.core.errors import ConfigError
 from lora_gym.tasks.loading import TaskSpec
+from lora_gym.tasks.variants import Family
 
-SPLITS: tuple[str, ...] = ("train", "test", "all")
+TASK_SPLITS: tuple[str, ...] = ("train", "val", "test")
+"""The splits of a task set, in order."""
+SPLITS: tuple[str, ...] = (*TASK_SPLITS, "all")
 """Arguments accepted by :meth:`TaskSet.tasks`."""
 BUILTIN_TASK_SETS: tuple[str, ...] = ("default", "tiny")
 """Task sets shipped as ``lora_gym/data/<name>_tasks.yaml``."""
@@ -28,11 +44,11 @@ BUILTIN_TASK_SETS: tuple[str, ...] = ("default", "tiny")
 
 @dataclass(frozen=True)
 class TaskSet:
-    """A named distribution of tasks with a train split (to learn on) and a test split.
+    """A named distribution of tasks: train (to learn on), val (to select on), test (to report).
 
     Raises:
         ConfigError: A split holds something other than TaskSpecs, ``train`` is empty, or a
-            task name occurs twice (names are unique across both splits).
+            task name occurs twice (names are unique across all splits).
 
     """
 
@@ -42,11 +58,13 @@ class TaskSet:
     """Tasks to train the agent on."""
     test: tuple[TaskSpec, ...] = ()
     """Held-out tasks to evaluate the agent on."""
+    val: tuple[TaskSpec, ...] = ()
+    """Held-out tasks to evaluate on during training (model selection); never the test tasks."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
             raise ConfigError(f"TaskSet `name` must be a non-empty string, got {self.name!r}")
-        for split in ("train", "test"):
+        for split in TASK_SPLITS:
             specs = tuple(getattr(self, split))
             object.__setattr__(self, split, specs)
             bad = [s for s in specs if not isinstance(s, TaskSpec)]
@@ -54,16 +72,16 @@ class TaskSet:
                 raise ConfigError(f"task set {self.name!r}: `{split}` holds non-TaskSpecs {bad!r}")
         if not self.train:
             raise ConfigError(f"task set {self.name!r}: `train` must hold at least one task")
-        counts = Counter(s.name for s in self.train + self.test)
+        counts = Counter(s.name for s in self.tasks("all"))
         dups = sorted(n for n, c in counts.items() if c > 1)
         if dups:
             raise ConfigError(
                 f"task set {self.name!r}: task name(s) {dups} occur more than once; "
-                "names must be unique across train and test"
+                "names must be unique across train, val and test"
             )
 
     def tasks(self, split: str = "all") -> tuple[TaskSpec, ...]:
-        """Return the tasks of ``split``: ``"train"``, ``"test"`` or ``"all"`` (train, then test).
+        """Return the tasks of ``split``: one of :data:`SPLITS` (``"all"``: train, val, test).
 
         Raises:
             ValueError: ``split`` is not one of :data:`SPLITS`.
@@ -71,7 +89,9 @@ class TaskSet:
         """
         if split not in SPLITS:
             raise ValueError(f"task set split must be one of {list(SPLITS)}, got {split!r}")
-        return self.train + self.test if split == "all" else getattr(self, split)
+        if split == "all":
+            return self.train + self.val + self.test
+        return getattr(self, split)
 
     def get(self, name: str) -> TaskSpec:
         """Return the task called ``name``.
@@ -80,44 +100,32 @@ class TaskSet:
             ValueError: No task has that name; the message lists the available names.
 
         """
-        for spec in self.train + self.test:
+        for spec in self.tasks("all"):
             if spec.name == name:
                 return spec
-        available = [s.name for s in self.train + self.test]
+        available = [s.name for s in self.tasks("all")]
         raise ValueError(f"task {name!r} is not in task set {self.name!r}; available: "
                          f"{available}")
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> TaskSet:
-        """Build a task set from ``{name: ..., train: [task, ...], test: [task, ...]}``.
+        """Build a task set from ``{name, corpora?, train, val?, test?}`` (module docstring).
 
         Raises:
-            ConfigError: Unknown or missing keys, or a bad task entry (named by split and index).
+            ConfigError: Unknown or missing keys, or a bad entry (named by split and index).
 
         """
         if not isinstance(d, Mapping):
             raise ConfigError(f"a TaskSet must be a mapping, got {type(d).__name__}: {d!r}")
-        valid = ["name", "train", "test"]
+        valid = ["name", "corpora", *TASK_SPLITS]
         unknown = sorted(str(k) for k in d if k not in valid)
         if unknown:
             raise ConfigError(f"TaskSet: unknown key(s) {unknown}; valid keys: {valid}")
         if "name" not in d or "train" not in d:
             raise ConfigError(f"TaskSet needs keys 'name' and 'train', got {sorted(map(str, d))}")
-        splits: dict[str, list[TaskSpec]] = {}
-        for split in ("train", "test"):
-            entries = d.get(split) or []
-            if not isinstance(entries, list | tuple):
-                raise ConfigError(
-                    f"TaskSet {d['name']!r}: `{split}` must be a list, got {entries!r}"
-                )
-            splits[split] = []
-            for i, entry in enumerate(entries):
-                try:
-                    spec = entry if isinstance(entry, TaskSpec) else TaskSpec.from_dict(entry)
-                except ConfigError as err:
-                    raise ConfigError(f"task set {d['name']!r}, {split}[{i}]: {err}") from err
-                splits[split].append(spec)
-        return cls(name=d["name"], train=tuple(splits["train"]), test=tuple(splits["test"]))
+        corpora = {s.name: s for s in _specs(d, "corpora", {})}
+        splits = {split: tuple(_specs(d, split, corpora)) for split in TASK_SPLITS}
+        return cls(name=d["name"], **splits)
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike[str]) -> TaskSet:
@@ -133,7 +141,7 @@ class TaskSet:
         data = load_yaml(path, "task set file")
         if isinstance(data, Mapping):
             data = {**data}
-            for split in ("train", "test"):
+            for split in ("corpora", *TASK_SPLITS):
                 if isinstance(data.get(split), list):
                     data[split] = [_resolve_path(e, path.parent) for e in data[split]]
         try:
@@ -145,9 +153,35 @@ class TaskSet:
         """Return plain data that :meth:`from_dict` accepts."""
         return {
             "name": self.name,
-            "train": [s.to_dict() for s in self.train],
-            "test": [s.to_dict() for s in self.test],
+            **{split: [s.to_dict() for s in getattr(self, split)] for split in TASK_SPLITS},
         }
+
+
+def _specs(d: Mapping[str, Any], key: str, corpora: dict[str, TaskSpec]) -> list[TaskSpec]:
+    """The task specs of list ``d[key]``, families expanded against ``corpora``."""
+    entries = d.get(key) or []
+    if not isinstance(entries, list | tuple):
+        raise ConfigError(f"TaskSet {d['name']!r}: `{key}` must be a list, got {entries!r}")
+    out: list[TaskSpec] = []
+    for i, entry in enumerate(entries):
+        try:
+            if isinstance(entry, TaskSpec):
+                out.append(entry)
+            elif isinstance(entry, Mapping) and "corpus" in entry and key != "corpora":
+                out.extend(_expand(Family.from_dict(entry), corpora))
+            else:
+                out.append(TaskSpec.from_dict(entry))
+        except ConfigError as err:
+            raise ConfigError(f"task set {d['name']!r}, {key}[{i}]: {err}") from err
+    return out
+
+
+def _expand(family: Family, corpora: dict[str, TaskSpec]) -> list[TaskSpec]:
+    if family.corpus not in corpora:
+        raise ConfigError(f"family `corpus` {family.corpus!r} is not in the task set's "
+                          f"`corpora`: {sorted(corpora)}")
+    base = corpora[family.corpus]
+    return [dataclasses.replace(base, name=v.name, variant=v) for v in family.variants()]
 
 
 def _resolve_path(entry: object, base: Path) -> object:
