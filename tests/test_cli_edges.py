@@ -13,7 +13,8 @@ from agents import compare, demo
 from lora_gym.cli import live_demo, recommend, record, sim2real
 
 ROOT = Path(__file__).parents[1]
-TINY = "envs_configs/tiny.yaml"
+from tests.conftest import TINY  # noqa: E402
+
 REJECTED = [
     (compare.main, ["--seeds", "0"], "--seeds", "1"),
     (compare.main, ["--seed", "-1"], "--seed", "0"),

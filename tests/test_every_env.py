@@ -17,7 +17,8 @@ from agents import compare
 from lora_gym.cli import recommend, sim2real
 
 ROOT = Path(__file__).parents[1]
-TINY = "envs_configs/tiny.yaml"
+from tests.conftest import TINY  # noqa: E402
+
 VARIANTS = ("LoRATunePerLayer-v0", "LoRATuneScope-v0")
 
 

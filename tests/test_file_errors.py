@@ -10,8 +10,7 @@ from lora_gym.core.config import EnvConfig
 from lora_gym.core.errors import ConfigError, StoreError
 from lora_gym.replay.store import SCHEMA_VERSION, Store
 from lora_gym.tasks.sets import load_task_set
-
-TINY = "envs_configs/tiny.yaml"
+from tests.conftest import TINY  # noqa: E402
 
 
 def foreign(path):

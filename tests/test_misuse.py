@@ -7,8 +7,7 @@ import pytest
 import lora_gym
 from lora_gym.core.errors import TaskError
 from lora_gym.tasks.loading import MIN_TRAIN_PER_CLASS, MIN_VAL_ROWS, TaskSpec, load_task
-
-TINY = "envs_configs/tiny.yaml"
+from tests.conftest import TINY  # noqa: E402
 
 
 @pytest.mark.parametrize("env_id", lora_gym.ENV_IDS)

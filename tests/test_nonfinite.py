@@ -13,8 +13,8 @@ from lora_gym.engine.session import SegmentResult
 from lora_gym.policies import FixedPolicy
 from lora_gym.replay.index import Node
 from lora_gym.replay.store import StepRecord
+from tests.conftest import TINY  # noqa: E402
 
-TINY = "envs_configs/tiny.yaml"
 LIVE_IDS = ("LoRATune-v0", "LoRATunePerLayer-v0", "LoRATuneScope-v0")
 NAN, INF = math.nan, math.inf
 

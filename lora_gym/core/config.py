@@ -180,7 +180,7 @@ class EnvConfig:
         if not isinstance(data, Mapping):
             raise ConfigError(f"config must be a mapping, got {type(data).__name__}")
         valid = [f.name for f in fields(cls)]
-        unknown = sorted(set(data) - set(valid))
+        unknown = sorted(set(data) - set(valid), key=repr)  # keys of any type, e.g. 0 and ""
         if unknown:
             raise ConfigError(f"unknown config key(s) {unknown}; valid keys are {valid}")
         values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}

@@ -36,7 +36,8 @@ INIT_STRATEGIES = RANDOM_INITS
 """How A (and new rows of A) is drawn; B starts at zero in every case, so ΔW starts at 0.
 ``kaiming``: PEFT's default Kaiming-uniform (a = √5); ``gaussian``: N(0, 1/r²) like PEFT's
 ``init_lora_weights="gaussian"``; ``orthogonal``: orthonormal rows (scaled to Kaiming's norm),
-new rows orthogonal to the existing ones when the rank grows; ``xavier``: N(0, 2/(in + out))
+new rows orthogonal to the existing ones when the rank grows (rows beyond the layer's
+in_features, which cannot be orthogonal, are Kaiming's); ``xavier``: N(0, 2/(in + out))
 (seed 002's Xavier variant, whose B stays 0 here); ``layer_adaptive``: seed 002's statistics-
 adaptive init, N(0, σ²) with σ = c · std(W) · ‖W‖₂ from the base weight W, c = 0.5 while the
 rank is at most half of W's effective rank (singular values above 1% of the largest), else 0.2."""
@@ -107,11 +108,14 @@ def init_a(rank: int, in_features: int, generator: torch.Generator, init: str = 
     if init == "gaussian":
         total = rank + (0 if existing is None else existing.shape[0])
         return torch.randn(rank, in_features, generator=generator) / total
-    if init == "orthogonal":
+    if init == "orthogonal":  # at most in_features orthogonal rows; any beyond stay Kaiming
+        k = min(rank, in_features - (0 if existing is None else existing.shape[0]))
+        if k <= 0:
+            return a
         norm = a.norm(dim=1).mean()
-        basis = a.T if existing is None else torch.cat([existing.T, a.T], dim=1)
+        basis = a[:k].T if existing is None else torch.cat([existing.T, a[:k].T], dim=1)
         q, _ = torch.linalg.qr(basis.double())  # Gram-Schmidt: later columns ⟂ earlier ones
-        return (q[:, -rank:].T * norm).float()
+        return torch.cat([(q[:, -k:].T * norm).float(), a[k:]])
     raise ValueError(f"`init` must be one of {list(INIT_STRATEGIES)}, got {init!r}")
 
 
