@@ -4,8 +4,10 @@ r"""Train a Stable-Baselines3 agent on LoRATune-v0, in the conventions of rl-bas
         --env-kwargs config:"'envs_configs/tiny.yaml'" -f logs
 
 Hyperparameters come from ``-conf`` (default ``envs_configs/<algo>.yml``, keyed by env id) and
-``-params k:v`` overrides. Evaluation runs on the held-out *test* tasks unless
-``--eval-env-kwargs task_split:"'train'"``. A run writes ``<log folder>/<algo>/<env>_<N>/``:
+``-params k:v`` overrides. Evaluation during training (and so ``best_model.zip``) runs on the
+task set's *val* split -- held-out variants of the training corpora -- never on the test split,
+which is kept for final reports; ``--eval-env-kwargs task_split:"'train'"`` changes it.
+A run writes ``<log folder>/<algo>/<env>_<N>/``:
 ``<env>.zip`` (final model), ``best_model.zip``, ``evaluations.npz``, ``vecnormalize.pkl``,
 ``0.monitor.csv``, checkpoints ``rl_model_<steps>_steps.zip`` and ``<env>/{args,config,
 env_config}.yml``; TensorBoard logs go to ``-tb``. ``--curriculum envs_configs/curriculum.yml``
@@ -45,7 +47,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="env keyword arguments, e.g. config:\"'envs_configs/tiny.yaml'\"")
     p.add_argument("--eval-env-kwargs", nargs="+", action=StoreDict, default={},
                    help="eval env keyword arguments on top of --env-kwargs "
-                        "(default adds task_split:'test')")
+                        "(default adds task_split:'val': model selection never sees test)")
     p.add_argument("--eval-freq", type=int, default=1024,
                    help="evaluate every n steps (per env); 0 or -1 disables evaluation")
     p.add_argument("--eval-episodes", type=int_at_least(1), default=5,
@@ -155,7 +157,7 @@ def main(argv: list[str] | None = None) -> Path:
         callbacks.append(CheckpointCallback(args.save_freq, str(run_dir), "rl_model",
                                             save_vecnormalize=bool(normalize)))
     if args.eval_freq > 0:
-        eval_kwargs = {**args.env_kwargs, "task_split": "test", **args.eval_env_kwargs}
+        eval_kwargs = {**args.env_kwargs, "task_split": "val", **args.eval_env_kwargs}
         eval_env = make_env(args, eval_kwargs, 1, normalize, args.seed + 1000, None, False)
         callbacks.append(EvalCallback(eval_env, n_eval_episodes=args.eval_episodes,
                                       eval_freq=args.eval_freq, log_path=str(run_dir),

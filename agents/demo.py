@@ -1,14 +1,17 @@
 """`make demo`: the main job -- train PPO on recorded fine-tunes, compare it, check it live.
 
 1. Train PPO with ``train_agent.py`` on `LoRATuneReplay-v0`, served from the table shipped for
-   the config (by default: MiniLM on the default task set, recorded live with ``lora-gym
-   record``), on the *train* tasks; evaluation during training uses the held-out test tasks.
+   the config (by default: MiniLM on the default task set's ~100 task variants, recorded live
+   with ``lora-gym record``), on the *train* tasks; evaluation during training, which picks
+   ``best_model.zip``, runs on the *val* split (held-out variants of the training corpora).
 2. Score PPO against the baselines (`agents.compare`) on the held-out test tasks of the replay
-   env (steps off the table come from its surrogate; ``info["source"]`` counts them).
+   env: return, final accuracy, cost and segments used with bootstrap CIs, and the paired
+   differences PPO - best-static and PPO - patience (steps off the table come from the
+   surrogate; ``info["source"]`` counts them).
 3. Run a few of PPO's and the default's episodes on the live `LoRATune-v0` and compare them with
    their replay (`lora_gym.cli.sim2real`): is what PPO learned on the table real?
 
-    .venv/bin/python -m agents.demo [--config envs_configs/tiny.yaml] [--timesteps 50000]
+    lora-gym demo [--config envs_configs/tiny.yaml] [--timesteps 50000] [--live-tasks 2]
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from lora_gym.core.config import resolve_config
 from lora_gym.policies import FixedPolicy, SB3Policy
 
 ROOT = Path(__file__).resolve().parent.parent
+EVALUATIONS = 80
+"""``--eval-freq`` is timesteps / 80 per env: about 10 evaluations with the replay env's 8 envs."""
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -40,6 +45,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--live-episodes", type=int_at_least(0), default=1,
                    help="live episodes per test task and policy for the sim-to-real check "
                         "(0 skips it)")
+    p.add_argument("--live-tasks", type=int_at_least(1), default=2,
+                   help="test tasks of the live check (the first ones of the split)")
     p.add_argument("--out", default="runs/demo", help="output folder")
     return p.parse_args(argv)
 
@@ -54,12 +61,11 @@ def main(argv: list[str] | None = None) -> None:
     print(f"== 1. PPO on LoRATuneReplay-v0 ({args.timesteps} steps)", flush=True)
     subprocess.run([sys.executable, str(ROOT / "train_agent.py"), "--env", "LoRATuneReplay-v0",
                     "-n", str(args.timesteps), "-f", str(out / "logs"), "-P", "--verbose", "0",
-                    "--eval-freq", "500", "--eval-episodes", "10", *env_kwargs],
+                    "--eval-freq", str(max(args.timesteps // EVALUATIONS, 1)),
+                    "--eval-episodes", "20", *env_kwargs],
                    check=True, cwd=ROOT)
     run = max((out / "logs" / "ppo").glob("LoRATuneReplay-v0_*"), key=lambda p: p.stat().st_mtime)
-    # The final model: best_model.zip is picked by its return on the test tasks during training,
-    # so scoring it on those same tasks would flatter it.
-    agent = run / "LoRATuneReplay-v0.zip"
+    agent = run / "best_model.zip"  # picked on the val split: the test split is still unseen
 
     print("\n== 2. PPO vs baselines on the held-out test tasks (replay)", flush=True)
     compare.main(["--env", "LoRATuneReplay-v0", *env_kwargs, "--seeds", str(args.seeds),
@@ -76,7 +82,7 @@ def main(argv: list[str] | None = None) -> None:
     config = resolve_config(args.config, task_split="test")
     grid = ActionGrid.of(config)
     policies = [SB3Policy.load(agent, name="ppo"), FixedPolicy.peft_default(grid)]
-    tasks = [t.name for t in load_task_set(config.task_set).tasks("test")]
+    tasks = [t.name for t in load_task_set(config.task_set).tasks("test")][:args.live_tasks]
     jobs = [(p, t, s) for p in policies for t in tasks for s in range(args.live_episodes)]
     pairs = sim2real(config, jobs, store=args.store)
     print_pairs(pairs)

@@ -78,9 +78,9 @@ def test_live_benchmark_table(trained, tmp_path):
     out = run(*args).stdout
     result = json.loads((tmp_path / "out" / "agent_live.json").read_text())
     assert set(result["summary"]) == {"agent", "default", "random", "best-static", "patience",
-                                      "optuna"}
+                                      "rank-controller", "optuna"}
     assert result["paired"]["agent - best-static"]["pairs"] == 2
-    assert result["sim_to_real"]["episodes"] == 12 and "sim-to-real over 12" in out
+    assert result["sim_to_real"]["episodes"] == 14 and "sim-to-real over 14" in out
     rerun = run(*args).stdout  # every step was recorded: the rerun runs nothing live
     assert "'live': 0" in rerun
 
