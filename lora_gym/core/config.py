@@ -23,6 +23,8 @@ RANDOM_INITS: tuple[str, ...] = ("kaiming", "gaussian", "orthogonal", "xavier", 
 SVD_INITS: tuple[str, ...] = ("pissa", "olora")
 """Inits taken from the base weight (PEFT's ``init_lora_weights``); the base becomes a residual."""
 INITS: tuple[str, ...] = RANDOM_INITS + SVD_INITS
+BASE_DTYPES: tuple[str, ...] = ("float32", "int8")
+"""How the frozen base computes outside training (see `lora_gym.engine.quantize`)."""
 ALPHA_POLICIES: tuple[str, ...] = ("fixed", "rslora", "2r")
 """How the LoRA scaling depends on the rank (see `lora_gym.engine.resize.scaling`)."""
 
@@ -110,6 +112,10 @@ class EnvConfig:
     """Summaries of the LoRA layers' statistics appended to the observation (after the env's own
     entries), among ``mean_grad_norm``, ``effective_rank``, ``delta_w_norm``
     (`lora_gym.core.monitoring`); empty by default (the observation is unchanged)."""
+    base_dtype: str = "float32"
+    """``int8`` quantises the frozen Linear layers (PyTorch dynamic quantisation, CPU) for the
+    frozen-prefix computation and evaluation; training runs them in fp32 (seed 003). Not with
+    the base-rewriting inits ``pissa`` / ``olora``."""
     report_wall_time: bool = False
     """Put ``wall_time_s`` into ``info``. Off by default: infos are part of the seeded-determinism
     contract that Gymnasium's ``check_env`` verifies, and wall time is never reproducible."""
@@ -136,6 +142,10 @@ class EnvConfig:
         _check_choice("alpha_policy", self.alpha_policy, ALPHA_POLICIES)
         _check_choice("init", self.init, INITS)
         _check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
+        _check_choice("base_dtype", self.base_dtype, BASE_DTYPES)
+        if self.base_dtype == "int8" and self.init in SVD_INITS:
+            raise ConfigError(f"`base_dtype` int8 needs an init that leaves the base weights "
+                              f"alone, not `init` {self.init!r} (one of {list(SVD_INITS)})")
         for name in self.extra_observations:
             _check_choice("extra_observations", name, MONITOR_NAMES)
         if len(set(self.extra_observations)) < len(self.extra_observations):

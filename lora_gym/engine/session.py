@@ -27,6 +27,8 @@ Speed (none of it changes what is computed, beyond float rounding):
   head (which depends on the seed) is applied to them at every reset;
 * a task variant (`lora_gym.tasks.variants`) is a row selection of its corpus: token ids,
   prefix activations and untrained outputs are computed for the corpus once and selected;
+* ``base_dtype: int8`` runs the frozen Linear layers int8-quantised in the prefix computation and
+  in evaluation (`lora_gym.engine.quantize`); training runs them in fp32;
 * ``torch_threads: 0`` gives each of ``$LORA_GYM_N_ENVS`` (default 1) processes an equal share
   of the cores (`resolve_threads`).
 """
@@ -58,6 +60,7 @@ from lora_gym.engine.adapter import AdapterManager
 from lora_gym.engine.encoding import EncodedSplit, collate, encode, encode_task, task_fingerprint
 from lora_gym.engine.models import load_base
 from lora_gym.engine.monitor import GradientNorms, lora_stats
+from lora_gym.engine.quantize import int8_base, quantize_frozen_linears
 
 if TYPE_CHECKING:
     from lora_gym.tasks.loading import TaskData
@@ -122,6 +125,8 @@ class FineTuneSession:
             raise ValueError(f"`target_modules` {list(config.target_modules)} match no linear "
                              f"module of model {config.model!r}")
         self.adapter = AdapterManager(net, config)
+        self._int8 = quantize_frozen_linears(net) if config.base_dtype == "int8" else {}
+        """Int8 stand-ins of the frozen Linear layers for prefix and evaluation (else empty)."""
         self._bert_like = prefix_cache.supports(net)
         self.prefix_layer = self._prefix_layer(net)
         """First layer run on cached activations (``None``: every layer runs)."""
@@ -202,8 +207,9 @@ class FineTuneSession:
     def _compute_prefix(self, train: EncodedSplit, val: EncodedSplit
                         ) -> dict[str, prefix_cache.PrefixStates]:
         args = (self.tokenizer.pad_token_id, self.prefix_layer, self.config.eval_batch_size)
-        return {"train": prefix_cache.compute_prefix(self.net, train, *args),
-                "val": prefix_cache.compute_prefix(self.net, val, *args)}
+        with int8_base(self.net, self._int8):
+            return {"train": prefix_cache.compute_prefix(self.net, train, *args),
+                    "val": prefix_cache.compute_prefix(self.net, val, *args)}
 
     def _features(self, task: TaskData, untrained_accuracy: float) -> TaskFeatures:
         counts = np.bincount(task.train_labels, minlength=task.num_classes)
@@ -351,9 +357,10 @@ class FineTuneSession:
         """Pooled features (or logits) of every example of `split`, in example order."""
         order = np.argsort(split.lengths, kind="stable")  # similar lengths together
         parts = []
-        for start in range(0, len(order), self.config.eval_batch_size):
-            idx = order[start:start + self.config.eval_batch_size]
-            parts.append(self._split_outputs(states, split, idx, pooled)[0])
+        with int8_base(self.net, self._int8):  # base_dtype int8: quantised frozen layers
+            for start in range(0, len(order), self.config.eval_batch_size):
+                idx = order[start:start + self.config.eval_batch_size]
+                parts.append(self._split_outputs(states, split, idx, pooled)[0])
         by_length = torch.cat(parts)
         out = torch.empty_like(by_length)
         out[torch.from_numpy(order)] = by_length
