@@ -220,7 +220,7 @@ def test_new_ids_make_their_env_class(env_id, env_class):
 
 @pytest.mark.parametrize(
     ("changes", "match"),
-    [({"init": "xavier"}, r"`init` must be one of \['kaiming', 'gaussian', 'orthogonal', 'pissa'"),
+    [({"init": "uniform"}, r"`init` must be one of \['kaiming', 'gaussian', 'orthogonal', 'x"),
      ({"alpha_policy": "sqrt"}, r"`alpha_policy` must be one of \['fixed', 'rslora', '2r'\]"),
      ({"layer_groups": 0}, r"`layer_groups` must be >= 1, got 0"),
      ({"scopes": ["all:key"]}, r"`scopes` entries must be .* modules among \['query', 'value'\]"),
