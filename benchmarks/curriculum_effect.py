@@ -22,9 +22,11 @@ from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
+import yaml
 
 import lora_gym  # noqa: F401
 import train_agent
+from agents.curriculum import load_curriculum
 from lora_gym.policies import SB3Policy
 from lora_gym.rollout import run_episode
 
@@ -38,6 +40,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--timesteps", type=int, default=20000, help="PPO timesteps per run")
     p.add_argument("--seeds", type=int, default=3, help="training seeds (paired runs)")
     p.add_argument("--curriculum", default=str(ROOT / "envs_configs" / "curriculum_replay.yml"))
+    p.add_argument("--switch", type=int, default=0,
+                   help="move the curriculum's last stage to this timestep (0: as in the file)")
     return p.parse_args(argv)
 
 
@@ -68,6 +72,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
+        if args.switch:
+            data = yaml.safe_load(Path(args.curriculum).read_text())
+            data["stages"][-1]["at"] = args.switch
+            args.curriculum = str(Path(tmp) / "curriculum.yml")
+            Path(args.curriculum).write_text(yaml.safe_dump(data))
         for seed in range(args.seeds):
             for name, curriculum in (("plain", None), ("curriculum", args.curriculum)):
                 model = train(seed, args.timesteps, Path(tmp) / name, curriculum)
@@ -75,8 +84,9 @@ def main(argv: list[str] | None = None) -> None:
                 rows.append((seed, name, ret, acc, test_ret))
                 print(f"seed {seed} {name:10s} train return {ret:.3f} final acc {acc:.3f}",
                       flush=True)
+    stages = load_curriculum(args.curriculum)
     print(f"\nPPO, {args.timesteps} timesteps on {ENV} (shipped default table); final models; "
-          f"{args.seeds} seeds\n")
+          f"{args.seeds} seeds; curriculum stages at {[s.at for s in stages]}\n")
     print("| method | train-task return (mean ± sd over seeds) | train final acc | test return |")
     print("|---|---|---|---|")
     for name in ("plain", "curriculum"):
