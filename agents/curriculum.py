@@ -5,7 +5,7 @@ A curriculum file lists stages; each applies from its first episode that starts 
 
     stages:
       - at: 0                      # stage 1: one fixed task, LoRA in the top layer only
-        task: tweet-sentiment
+        task: tweet-sentiment/n2000-s0
         env_kwargs: {lora_layers: top-1}
       - at: 20000                  # stage 2: every training task, LoRA in the top 2 layers
         env_kwargs: {}

@@ -22,7 +22,7 @@ GFLOP per step are counted by `torch.utils.flop_counter.FlopCounterMode` in one 
 matmul. The share of an engine step spent in model forward/backward is measured with
 `torch.profiler` (the engine labels its forward, backward and optimizer regions).
 
-    .venv/bin/python benchmarks/step_speed.py [--task tweet-sentiment] [--env-steps 5]
+    .venv/bin/python benchmarks/step_speed.py [--task tweet-sentiment/n2000-s0] [--env-steps 5]
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ from lora_gym.tasks.sets import load_task_set  # noqa: E402
 
 @dataclass
 class Args:
-    task: str = "tweet-sentiment"
+    task: str = "tweet-sentiment/n2000-s0"
     """Task of the config's task set to fine-tune on."""
     env_steps: int = 5
     """Timed env steps per method (the median is reported); one more is run to count FLOPs."""

@@ -17,7 +17,7 @@ def write(tmp_path, text):
 def test_shipped_curricula_load():
     for name in ("curriculum.yml", "curriculum_replay.yml"):
         stages = load_curriculum(ROOT / "envs_configs" / name)
-        assert stages[0] == Stage(0, "tweet-sentiment", stages[0].env_kwargs)
+        assert stages[0] == Stage(0, "tweet-sentiment/n2000-s0", stages[0].env_kwargs)
         assert len(stages) == 2 and stages[1].task is None
 
 
