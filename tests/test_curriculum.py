@@ -5,6 +5,7 @@ import csv
 import pytest
 
 from agents.curriculum import CurriculumEnv, Stage, load_curriculum
+from lora_gym.tasks.sets import load_task_set
 from tests.conftest import ROOT, TINY
 
 
@@ -14,10 +15,11 @@ def write(tmp_path, text):
     return path
 
 
-def test_shipped_curricula_load():
+def test_shipped_curricula_load_and_pin_a_training_task():
+    train = {t.name for t in load_task_set("default").tasks("train")}
     for name in ("curriculum.yml", "curriculum_replay.yml"):
         stages = load_curriculum(ROOT / "envs_configs" / name)
-        assert stages[0] == Stage(0, "tweet-sentiment/n2000-s0", stages[0].env_kwargs)
+        assert stages[0].at == 0 and stages[0].task in train
         assert len(stages) == 2 and stages[1].task is None
 
 

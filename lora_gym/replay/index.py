@@ -6,7 +6,8 @@ import numpy as np
 
 from lora_gym.core.config import EnvConfig
 from lora_gym.core.metrics import Metrics
-from lora_gym.core.observation import OBSERVATION_NAMES, finite_or_none
+from lora_gym.core.monitoring import with_monitor
+from lora_gym.core.observation import finite_or_none, spec_names
 from lora_gym.replay.store import METRIC_NAMES, StepRecord, Store, config_hash, outcome_config
 
 RECORD_HINT = ("record one with `lora-gym record --config CONFIG --store PATH --policy random "
@@ -108,10 +109,11 @@ class TableIndex:
         if not index.records:
             raise LookupError(_no_rows_message(store, config, index.config_hash))
         size = len(next(iter(index.records.values())).obs)
-        if size != len(OBSERVATION_NAMES):
+        names = spec_names(with_monitor(config.extra_observations))
+        if size != len(names):
             raise ValueError(
                 f"store {str(store.path)!r} was recorded with {size}-entry observations; this "
-                f"version's have {len(OBSERVATION_NAMES)} ({', '.join(OBSERVATION_NAMES)}): "
+                f"version's have {len(names)} ({', '.join(names)}): "
                 f"re-record it ({RECORD_HINT})")
         return index
 
