@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import functools
 import os
+import re
 from pathlib import Path
 
 import yaml
@@ -63,7 +64,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--curriculum", default="",
                    help="curriculum YAML (agents/curriculum.py): env settings by timestep, e.g. "
                         "envs_configs/curriculum.yml")
-    p.add_argument("-i", "--trained-agent", default="", help="zip of an agent to continue training")
+    p.add_argument("-i", "--trained-agent", default="",
+                   help="zip of an agent to continue training (the final model, best_model.zip "
+                        "or a checkpoint rl_model_<N>_steps.zip); its step count continues")
     p.add_argument("-P", "--progress", action="store_true", help="show SB3's progress bar")
     p.add_argument("--verbose", type=int, default=1, help="SB3 verbosity")
     return p.parse_args(argv)
@@ -89,6 +92,19 @@ def check_algo(args: argparse.Namespace) -> None:
         raise SystemExit(f"train_agent.py: {err}") from None
     finally:
         env.close()
+
+
+def normalization_stats(agent: Path) -> Path:
+    """The VecNormalize statistics saved with an agent zip.
+
+    A checkpoint ``rl_model_<N>_steps.zip`` has ``rl_model_vecnormalize_<N>_steps.pkl`` (written
+    by the checkpoint callback, so a run killed with SIGKILL resumes with the statistics of the
+    same step); a final model or ``best_model.zip`` has the run's ``vecnormalize.pkl``.
+    """
+    found = re.fullmatch(r"(.*)_(\d+)_steps\.zip", agent.name)
+    if found:
+        return agent.with_name(f"{found[1]}_vecnormalize_{found[2]}_steps.pkl")
+    return agent.parent / "vecnormalize.pkl"
 
 
 def next_run_dir(log_folder: str, algo: str, env_id: str) -> Path:
@@ -166,7 +182,7 @@ def main(argv: list[str] | None = None) -> Path:
     algo = ALGOS[args.algo]
     tb = args.tensorboard_log or None
     if args.trained_agent:
-        stats = Path(args.trained_agent).parent / "vecnormalize.pkl"
+        stats = normalization_stats(Path(args.trained_agent))
         if normalize and stats.is_file():
             env = VecNormalize.load(str(stats), env.venv)
         model = algo.load(args.trained_agent, env=env, tensorboard_log=tb, device="cpu")
