@@ -9,7 +9,7 @@ PIP := $(PY) -m pip
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
-	$(PIP) install --quiet torch==2.13.0 -e ".[dev]"
+	$(PIP) install --quiet torch==2.13.0 -e ".[dev,ray]"
 	touch $@
 
 install: $(VENV)/.installed

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from lora_gym.core.config import EnvConfig, resolve_config
 from lora_gym.policies import POLICIES, SB3_ALGOS, Policy, PolicyContext, make_policies
+
+if TYPE_CHECKING:
+    from lora_gym.replay.distributed import ClusterOptions
 
 
 def int_at_least(low: int, special: int | None = None) -> Callable[[str], int]:
@@ -73,3 +76,28 @@ def jobs_from_args(args: argparse.Namespace) -> tuple[EnvConfig, list[tuple[Poli
                              f"{config.task_set!r}: {tasks}")
         tasks = [t for t in tasks if t in args.tasks]
     return config, [(p, t, s) for p in policies for t in tasks for s in range(args.seeds)]
+
+
+def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--backend serial|ray`` and where the Ray workers run (`ClusterOptions`)."""
+    parser.add_argument("--backend", default="serial", choices=("serial", "ray"),
+                        help="run the live episodes here, one by one, or on Ray workers")
+    parser.add_argument("--address", default=None,
+                        help="Ray: 'auto' (the cluster of `ray start`) or ray://host:10001 "
+                             "(default: start a local Ray)")
+    parser.add_argument("--num-workers", type=int_at_least(1), default=2,
+                        help="Ray: worker actors (>= 1)")
+    parser.add_argument("--worker-cpus", type=float, default=1.0,
+                        help="Ray: CPUs (and torch threads) per worker")
+    parser.add_argument("--worker-gpus", type=float, default=0.0,
+                        help="Ray: GPUs reserved per worker")
+
+
+def cluster_options(args: argparse.Namespace) -> ClusterOptions | None:
+    """The `ClusterOptions` of `add_backend_arguments`' arguments, or None for ``serial``."""
+    if args.backend == "serial":
+        return None
+    from lora_gym.replay.distributed import ClusterOptions
+
+    return ClusterOptions(address=args.address, num_workers=args.num_workers,
+                          worker_cpus=args.worker_cpus, worker_gpus=args.worker_gpus)

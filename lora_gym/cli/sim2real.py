@@ -6,6 +6,8 @@ of per-episode returns and the mean absolute error of the final accuracy::
 
     lora-gym sim2real --config envs_configs/tiny.yaml --policy random schedule --split all \\
         --seeds 3
+
+With ``--backend ray`` the live episodes run on Ray workers (`lora_gym.replay.distributed`).
 """
 
 from __future__ import annotations
@@ -15,11 +17,17 @@ import json
 import math
 import sys
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import gymnasium as gym
 import numpy as np
 
-from lora_gym.cli.args import add_run_arguments, jobs_from_args
+from lora_gym.cli.args import (
+    add_backend_arguments,
+    add_run_arguments,
+    cluster_options,
+    jobs_from_args,
+)
 from lora_gym.core.config import EnvConfig
 from lora_gym.policies import Policy
 from lora_gym.replay.index import TableMiss
@@ -27,6 +35,9 @@ from lora_gym.replay.recording import RecordingWrapper, episode_seed
 from lora_gym.replay.store import Store
 from lora_gym.replay.surrogate import SURROGATE_KINDS
 from lora_gym.rollout import EpisodeResult, run_episode
+
+if TYPE_CHECKING:
+    from lora_gym.replay.distributed import ClusterOptions
 
 
 @dataclass(frozen=True)
@@ -54,8 +65,12 @@ class EpisodePair:
 
 
 def compare(config: EnvConfig, jobs: list[tuple[Policy, str, int]], store: str | None,
-            surrogate: str = "knn", record_to: str | None = None) -> list[EpisodePair]:
-    """Run every job on both envs; episodes whose reset is not in the table are left out."""
+            surrogate: str = "knn", record_to: str | None = None,
+            cluster: ClusterOptions | None = None) -> list[EpisodePair]:
+    """Run every job on both envs; episodes whose reset is not in the table are left out.
+
+    The replay episodes run here; the live ones here too, or on Ray workers given `cluster`.
+    """
     from lora_gym.envs.replay import LoRATuneReplayEnv
 
     replay = LoRATuneReplayEnv(config=config, store=store, miss="surrogate", surrogate=surrogate)
@@ -66,25 +81,37 @@ def compare(config: EnvConfig, jobs: list[tuple[Policy, str, int]], store: str |
                              f"replays LoRATune-v0 ({replay.action_space}): only LoRATune-v0 "
                              "has recorded tables; check a LoRATunePerLayer-v0 or "
                              "LoRATuneScope-v0 agent live with `lora-gym compare --env ...`")
+    replayed = []
+    for policy, task, seed in jobs:
+        try:
+            rep = run_episode(replay, policy, task, seed, episode_seed=episode_seed(seed))
+        except TableMiss:
+            print(f"skipped {policy.name} {task} seed {seed}: its reset is not recorded",
+                  file=sys.stderr)
+            continue
+        replayed.append(((policy, task, seed), rep))
+    live_jobs = [job for job, _ in replayed]
+    if cluster is None:
+        lives = _run_live(config, live_jobs, record_to)
+    else:
+        from lora_gym.replay.distributed import evaluate_ray
+
+        lives = evaluate_ray(config, live_jobs, cluster, record_to)
+    return [EpisodePair.of(policy.name, task, seed, rep, real)
+            for ((policy, task, seed), rep), real in zip(replayed, lives, strict=True)]
+
+
+def _run_live(config: EnvConfig, jobs: list[tuple[Policy, str, int]],
+              record_to: str | None) -> list[EpisodeResult]:
     live: gym.Env = gym.make("LoRATune-v0", config=config, disable_env_checker=True)
     writer = Store(record_to) if record_to else None
     if writer is not None:
         live = RecordingWrapper(live, writer)
-    pairs = []
     try:
-        for policy, task, seed in jobs:
-            try:
-                rep = run_episode(replay, policy, task, seed, episode_seed=episode_seed(seed))
-            except TableMiss:
-                print(f"skipped {policy.name} {task} seed {seed}: its reset is not recorded",
-                      file=sys.stderr)
-                continue
-            real = run_episode(live, policy, task, seed)
-            pairs.append(EpisodePair.of(policy.name, task, seed, rep, real))
+        return [run_episode(live, policy, task, seed) for policy, task, seed in jobs]
     finally:
         if writer is not None:
             writer.close()
-    return pairs
 
 
 def final_accuracy(result: EpisodeResult) -> float:
@@ -138,9 +165,11 @@ def main(argv: list[str] | None = None) -> None:
                         help="also record the live episodes into this store")
     parser.add_argument("--json", default=None, help="write the episodes and summary here")
     add_run_arguments(parser)
+    add_backend_arguments(parser)
     args = parser.parse_args(argv)
     config, jobs = jobs_from_args(args)
-    pairs = compare(config, jobs, args.store, args.surrogate, args.record_live)
+    pairs = compare(config, jobs, args.store, args.surrogate, args.record_live,
+                    cluster_options(args))
     print_pairs(pairs)
     summary = summarise(pairs)
     print(format_summary(summary))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import gymnasium as gym
@@ -99,37 +99,71 @@ def episode_recorded(index: TableIndex | None, policy: Policy, task: str, reset_
     return node is not None
 
 
+def pending_jobs(store: Store, config: EnvConfig,
+                 jobs: list[tuple[Policy, str, int]]) -> list[tuple[Policy, str, int]]:
+    """The jobs whose episodes are not yet fully in `store` (walked, nothing run)."""
+    try:
+        index: TableIndex | None = TableIndex.load(store, config)
+    except LookupError:
+        index = None
+    stop = ActionGrid.of(config).stop_action
+    return [(p, t, s) for p, t, s in jobs
+            if not episode_recorded(index, p, t, s, config.episode_length, stop)]
+
+
+def play_episode(env: gym.Env, policy: Policy, task: str, seed: int,
+                 episode_length: int) -> Iterator[int]:
+    """Run one episode on `env` (a `RecordingWrapper`), yielding progress after each env call.
+
+    Yields the number of the episode's `episode_length` steps accounted for: 0 after the reset,
+    t after step t, and `episode_length` once the episode ended (early on termination).
+
+    Raises:
+        RuntimeError: The reset did not draw the episode seed `episode_seed` predicts.
+    """
+    obs, info = env.reset(seed=seed, options={"task": task})
+    if info["episode_seed"] != episode_seed(seed):
+        raise RuntimeError(f"reset seed {seed} gave episode seed {info['episode_seed']}, "
+                           f"not the expected {episode_seed(seed)}")
+    policy.begin_episode(task, seed)
+    yield 0
+    for t in range(1, episode_length + 1):
+        obs, _, terminated, truncated, _ = env.step(policy.act(obs))
+        if terminated or truncated:
+            yield episode_length
+            return
+        yield t
+
+
+def progress_bar(pending: int, done: int, episode_length: int, progress: bool):
+    """The one tqdm bar (in steps, with an ETA) over the `pending` episodes of a recording."""
+    from tqdm import tqdm
+
+    return tqdm(total=pending * episode_length, unit="step", disable=not progress,
+                file=sys.stderr, desc=f"record {pending} episodes ({done} done)")
+
+
 def record(config: EnvConfig, jobs: list[tuple[Policy, str, int]], store_path: str,
            progress: bool = True) -> dict[str, int]:
     """Run the episodes of `jobs` not yet fully in the store; returns episode and row counts."""
-    from tqdm import tqdm
-
     with Store(store_path) as store:
-        try:
-            index: TableIndex | None = TableIndex.load(store, config)
-        except LookupError:
-            index = None
         T = config.episode_length
-        stop = ActionGrid.of(config).stop_action
-        pending = [(p, t, s) for p, t, s in jobs
-                   if not episode_recorded(index, p, t, s, T, stop)]
+        pending = pending_jobs(store, config, jobs)
         env = RecordingWrapper(gym.make("LoRATune-v0", config=config,
                                         disable_env_checker=True), store)
         before = store.count()
-        bar = tqdm(total=len(pending) * T, unit="step", disable=not progress, file=sys.stderr,
-                   desc=f"record {len(pending)} episodes ({len(jobs) - len(pending)} done)")
+        bar = progress_bar(len(pending), len(jobs) - len(pending), T, progress)
         for policy, task, seed in pending:
-            obs, info = env.reset(seed=seed, options={"task": task})
-            if info["episode_seed"] != episode_seed(seed):
-                raise RuntimeError(f"reset seed {seed} gave episode seed {info['episode_seed']}, "
-                                   f"not the expected {episode_seed(seed)}")
-            policy.begin_episode(task, seed)
-            for t in range(T):
-                obs, _, terminated, truncated, _ = env.step(policy.act(obs))
-                bar.update(1)
-                if terminated or truncated:
-                    bar.update(T - 1 - t)
-                    break
+            last = 0
+            for steps in play_episode(env, policy, task, seed, T):
+                bar.update(steps - last)
+                last = steps
         bar.close()
-        return {"episodes": len(jobs), "run": len(pending), "skipped": len(jobs) - len(pending),
-                "new_rows": store.count() - before, "rows": store.count()}
+        return record_counts(store, len(jobs), len(pending), before)
+
+
+def record_counts(store: Store, jobs: int, run: int, rows_before: int) -> dict[str, int]:
+    """What a recording did: episodes asked for, run and skipped; rows added and in all."""
+    rows = store.count()
+    return {"episodes": jobs, "run": run, "skipped": jobs - run, "new_rows": rows - rows_before,
+            "rows": rows}
