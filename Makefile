@@ -25,11 +25,13 @@ demo-live: install
 test: install
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
 
-# Speed of a live step (naive vs engine) and of the replay env; not tests: numbers to quote.
+# Speed of a live step (naive vs engine), of the replay env and of recording (serial vs Ray);
+# not tests: numbers to quote.
 bench: install
 	HF_HUB_OFFLINE=1 $(PY) benchmarks/step_speed.py
 	HF_HUB_OFFLINE=1 $(PY) benchmarks/replay_speed.py --config envs_configs/default.yaml
 	HF_HUB_OFFLINE=1 $(PY) benchmarks/int8_speed.py
+	HF_HUB_OFFLINE=1 $(PY) benchmarks/record_speed.py
 
 clean:
 	rm -rf $(VENV)

@@ -117,7 +117,7 @@ def main() -> None:
           f"{len(TASKS) * args.seeds} episodes x {CONFIG.episode_length} steps per runner "
           f"and round, {args.rounds} rounds (new seeds each round, runners in rotated order)")
     serial = Serial(folder / "serial.sqlite")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     rates: dict[str, list[float]] = {"serial": [], "ray-1": [], "ray-2": []}
     startups: dict[str, list[float]] = {"ray-1": [], "ray-2": []}
     try:

@@ -84,7 +84,7 @@ def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
                         help="run the live episodes here, one by one, or on Ray workers")
     parser.add_argument("--address", default=None,
                         help="Ray: 'auto' (the cluster of `ray start`) or ray://host:10001 "
-                             "(default: start a local Ray)")
+                             "(default: $RAY_ADDRESS if set, else start a local Ray)")
     parser.add_argument("--num-workers", type=int_at_least(1), default=2,
                         help="Ray: worker actors (>= 1)")
     parser.add_argument("--worker-cpus", type=float, default=1.0,

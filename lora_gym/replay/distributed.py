@@ -24,6 +24,7 @@ Design:
 
 from __future__ import annotations
 
+import os
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -65,8 +66,9 @@ class ClusterOptions:
     """Where and how many Ray workers run the episodes."""
 
     address: str | None = None
-    """``None`` starts a local Ray on this machine; ``auto`` joins the cluster this machine
-    belongs to (``ray start``); ``ray://host:10001`` connects through Ray Client."""
+    """``None`` joins ``$RAY_ADDRESS`` if set (as under ``ray job submit``), else starts a new
+    local Ray on this machine; ``auto`` joins the cluster this machine belongs to (``ray start``);
+    ``ray://host:10001`` connects through Ray Client."""
     num_workers: int = 2
     """Actors, each with its own env and copy of the model (capped at the number of episodes)."""
     worker_cpus: float = 1.0
@@ -196,8 +198,9 @@ class RayPool:
         self.config, self.options, self.worker_cls = config, options, worker_cls
         self._started_ray = not ray.is_initialized()
         if self._started_ray:
-            kwargs = {} if options.address else {"include_dashboard": False}
-            ray.init(address=options.address, **kwargs)
+            address = options.address or os.environ.get("RAY_ADDRESS") or "local"
+            kwargs = {"include_dashboard": False} if address == "local" else {}
+            ray.init(address=address, **kwargs)
         self.workers: list[Any] = []
 
     def start(self, n: int) -> None:
@@ -309,23 +312,24 @@ def record_ray(config: EnvConfig, jobs: list[Job], store_path: str,
         store.register_config(config)
         pending = pending_jobs(store, config, jobs)
         before = store.count()
-        bar = progress_bar(len(pending), len(jobs) - len(pending), config.episode_length, progress)
-        credited = [0] * len(pending)
-
-        def on_item(j: int, item: tuple[list[StepRecord], int]) -> None:
-            rows, steps = item
-            _write(store, rows)
-            if steps > credited[j]:  # a rerun of a retried episode is not counted twice
-                bar.update(steps - credited[j])
-                credited[j] = steps
-
         n = min(options.num_workers, len(pending))
         retried = 0
         if pending:
             with RayPool(config, options, worker_cls) as pool:
+                bar = progress_bar(len(pending), len(jobs) - len(pending), config.episode_length,
+                                   progress)
+                credited = [0] * len(pending)
+
+                def on_item(j: int, item: tuple[list[StepRecord], int]) -> None:
+                    rows, steps = item
+                    _write(store, rows)
+                    if steps > credited[j]:  # a rerun of a retried episode is not counted twice
+                        bar.update(steps - credited[j])
+                        credited[j] = steps
+
                 pool.start(n)
                 retried = pool.run("record", pending, on_item)
-        bar.close()
+                bar.close()
         return {**record_counts(store, len(jobs), len(pending), before), "workers": n,
                 "retried": retried}
 
