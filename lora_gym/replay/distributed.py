@@ -8,9 +8,10 @@ Design:
 * Each worker is a Ray actor (`EpisodeWorker`) holding one live env, so the base model is loaded
   once per actor and its token and prefix caches live as long as the actor.
 * The driver hands out (policy, task, reset seed) jobs one at a time (`JobQueue`): a worker keeps
-  to one corpus (`corpus_key`) while that corpus has jobs, and jobs of a corpus are queued by
-  task, so consecutive episodes of an actor reuse its caches. An idle worker then takes the
-  largest corpus nobody works on, or else helps with the largest one left.
+  to one corpus (`TaskSpec.corpus`; the variants of a corpus share its caches) while that corpus
+  has jobs, and jobs of a corpus are queued by task, so consecutive episodes of an actor reuse
+  its caches. An idle worker then takes the largest corpus nobody works on, or else helps with
+  the largest one left.
 * An episode is a Ray streaming generator: the actor yields the rows of every env call (reset
   and each step) as soon as it returns, the driver gets them with ``ray.wait`` over all running
   generators and commits each row to the SQLite store at once. Rows never wait for the end of
@@ -43,7 +44,6 @@ from lora_gym.replay.recording import (
 )
 from lora_gym.replay.store import StepRecord, Store, library_versions
 from lora_gym.rollout import EpisodeResult, run_episode
-from lora_gym.tasks.loading import TaskSpec
 
 Job = tuple[Policy, str, int]
 
@@ -95,16 +95,6 @@ class ClusterOptions:
                                              or self.address.startswith("ray://")):
             raise ValueError("ClusterOptions `address` must be None, 'auto' or 'ray://host:port', "
                              f"got {self.address!r}")
-
-
-def corpus_key(spec: TaskSpec) -> str:
-    """The corpus a task reads (``source`` or ``source:path``); variants of a corpus share it.
-
-    Generated (``synthetic``) tasks are each their own corpus: ``synthetic:<name up to '/'>``.
-    """
-    if spec.source == "synthetic":
-        return f"synthetic:{spec.name.split('/')[0]}"
-    return spec.source if spec.path is None else f"{spec.source}:{spec.path}"
 
 
 class JobQueue:
@@ -232,7 +222,7 @@ class RayPool:
         from lora_gym.tasks.sets import load_task_set
 
         task_set = load_task_set(self.config.task_set)
-        queue = JobQueue([corpus_key(task_set.get(t)) for _, t, _ in jobs], [t for _, t, _ in jobs])
+        queue = JobQueue([task_set.get(t).corpus for _, t, _ in jobs], [t for _, t, _ in jobs])
         policies = {id(p): ray.put(p) for p, _, _ in jobs}
         running: dict[Any, tuple[int, int | None]] = {}  # call -> (worker, job; None: a ping)
         attempts: Counter[int] = Counter()
