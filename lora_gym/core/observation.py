@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -139,3 +139,24 @@ def step_info(task: str, step: int, rank: Any, lr: float | None, metrics: Mappin
     """
     return {"task": task, "step": step, "rank": rank, "lr": lr, "metrics": dict(metrics),
             "cost_so_far": cost_so_far, "episode_seed": episode_seed, **extra}
+
+
+RESET_OPTIONS: tuple[str, ...] = ("episode_seed", "task")
+"""The ``options`` every env's ``reset`` accepts."""
+
+
+def reset_task(options: Mapping[str, Any] | None, names: Sequence[str],
+               rng: np.random.Generator) -> tuple[str, int | None]:
+    """The task of a reset (given, or drawn from `names` with `rng`) and the given episode seed.
+
+    Raises:
+        ValueError: An option is not one of `RESET_OPTIONS`.
+    """
+    options = dict(options or {})
+    unknown = sorted(set(options) - set(RESET_OPTIONS))
+    if unknown:
+        raise ValueError(f"unknown reset option(s) {unknown}; valid options are "
+                         f"{list(RESET_OPTIONS)}")
+    task = options.get("task") or names[int(rng.integers(len(names)))]
+    seed = options.get("episode_seed")
+    return task, None if seed is None else int(seed)

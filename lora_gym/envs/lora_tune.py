@@ -22,6 +22,7 @@ from lora_gym.core.observation import (
     build_observation,
     feature_values,
     finite_or_none,
+    reset_task,
     spec_bounds,
     spec_names,
     state_values,
@@ -195,16 +196,11 @@ class LoRATuningEnv(gym.Env[np.ndarray, np.int64]):
         super().reset(seed=seed)
         from lora_gym.tasks.loading import load_task
 
-        options = dict(options or {})
-        unknown = sorted(set(options) - {"task", "episode_seed"})
-        if unknown:
-            raise ValueError(f"unknown reset option(s) {unknown}; valid options are "
-                             "['episode_seed', 'task']")
         names = [t.name for t in self.task_set.tasks(self.config.task_split)]
-        name = options.get("task") or names[int(self.np_random.integers(len(names)))]
+        name, episode_seed = reset_task(options, names, self.np_random)
         spec = self.task_set.get(name)
-        if options.get("episode_seed") is not None:
-            self._episode_seed = int(options["episode_seed"])
+        if episode_seed is not None:
+            self._episode_seed = episode_seed
         else:
             self._episode_seed = int(self.np_random.integers(2**31 - 1))
         started = time.perf_counter()

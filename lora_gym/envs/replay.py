@@ -16,7 +16,13 @@ from lora_gym.core.actions import ActionGrid
 from lora_gym.core.config import EnvConfig, resolve_config
 from lora_gym.core.errors import LoRAGymWarning
 from lora_gym.core.monitoring import with_monitor
-from lora_gym.core.observation import OBSERVATION_NAMES, spec_bounds, spec_names, step_info
+from lora_gym.core.observation import (
+    OBSERVATION_NAMES,
+    reset_task,
+    spec_bounds,
+    spec_names,
+    step_info,
+)
 from lora_gym.core.rewards import evaluate_reward, resolve_reward
 from lora_gym.replay.index import Node, TableIndex, TableMiss
 from lora_gym.replay.store import StepRecord, Store
@@ -158,24 +164,11 @@ class LoRATuneReplayEnv(gym.Env[np.ndarray, np.int64]):
               ) -> tuple[np.ndarray, dict[str, Any]]:
         """Start a recorded episode (task and episode seed drawn or given); ``(obs, info)``."""
         super().reset(seed=seed)
-        options = dict(options or {})
-        unknown = sorted(set(options) - {"task", "episode_seed"})
-        if unknown:
-            raise ValueError(f"unknown reset option(s) {unknown}; valid options are "
-                             "['episode_seed', 'task']")
         names = self._split_names if self.episode_seeds == "live" else self._task_names
-        task = options.get("task") or names[int(self.np_random.integers(len(names)))]
+        task, episode_seed = reset_task(options, names, self.np_random)
         self.task_set.get(task)  # an unknown name: ValueError listing the task set's names
-        if options.get("episode_seed") is not None:
-            episode_seed = int(options["episode_seed"])
-        elif self.episode_seeds == "live":  # the draws of LoRATune-v0's reset, in its order
-            episode_seed = int(self.np_random.integers(2**31 - 1))
-        elif self.index.seeds(task):
-            seeds = self.index.seeds(task)
-            episode_seed = seeds[int(self.np_random.integers(len(seeds)))]
-        else:
-            raise TableMiss(f"task {task!r} has no recorded episode in {str(self.store_path)!r}; "
-                            f"recorded tasks: {list(self.index.tasks())}")
+        if episode_seed is None:
+            episode_seed = self._draw_episode_seed(task)
         self._task, self._seed, self._off_table = task, episode_seed, False
         node, source = self.index.get(task, episode_seed, ()), "table"
         if node is None:
@@ -184,6 +177,15 @@ class LoRATuneReplayEnv(gym.Env[np.ndarray, np.int64]):
         info = step_info(task, 0, node.rank, node.lr, node.metrics_info, node.cost_so_far,
                          episode_seed, source=source)
         return node.obs.copy(), info
+
+    def _draw_episode_seed(self, task: str) -> int:
+        if self.episode_seeds == "live":  # the draws of LoRATune-v0's reset, in its order
+            return int(self.np_random.integers(2**31 - 1))
+        seeds = self.index.seeds(task)
+        if not seeds:
+            raise TableMiss(f"task {task!r} has no recorded episode in {str(self.store_path)!r}; "
+                            f"recorded tasks: {list(self.index.tasks())}")
+        return seeds[int(self.np_random.integers(len(seeds)))]
 
     def step(self, action: np.int64 | int) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         """Serve the step of ``prefix + (action,)`` from the table, or by the miss policy."""
