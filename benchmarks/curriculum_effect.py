@@ -77,14 +77,14 @@ def main(argv: list[str] | None = None) -> None:
             data["stages"][-1]["at"] = args.switch
             args.curriculum = str(Path(tmp) / "curriculum.yml")
             Path(args.curriculum).write_text(yaml.safe_dump(data))
+        stages = load_curriculum(args.curriculum)
         for seed in range(args.seeds):
             for name, curriculum in (("plain", None), ("curriculum", args.curriculum)):
                 model = train(seed, args.timesteps, Path(tmp) / name, curriculum)
                 (ret, acc), (test_ret, _) = score(model, "train"), score(model, "test")
                 rows.append((seed, name, ret, acc, test_ret))
-                print(f"seed {seed} {name:10s} train return {ret:.3f} final acc {acc:.3f}",
-                      flush=True)
-    stages = load_curriculum(args.curriculum)
+                print(f"seed {seed} {name:10s} train return {ret:.3f} final acc {acc:.3f} "
+                      f"test return {test_ret:.3f}", flush=True)
     print(f"\nPPO, {args.timesteps} timesteps on {ENV} (shipped default table); final models; "
           f"{args.seeds} seeds; curriculum stages at {[s.at for s in stages]}\n")
     print("| method | train-task return (mean ± sd over seeds) | train final acc | test return |")
