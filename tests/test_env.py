@@ -61,8 +61,10 @@ def test_obs_in_space_and_episode_truncates():
     obs, info = env.reset(seed=3)
     assert obs in env.observation_space
     assert info["step"] == 0 and info["rank"] == 1
-    for t in range(1, 4):
-        obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
+    rng = np.random.default_rng(0)
+    for t in range(1, 4):  # (rank, lr) actions only: stop would end the episode early
+        action = int(rng.integers(env.unwrapped.grid.n_pairs))
+        obs, reward, terminated, truncated, info = env.step(action)
         assert obs in env.observation_space
         assert np.isfinite(reward)
         assert not terminated
