@@ -34,6 +34,20 @@ def git_commit() -> str:
         return "unknown"
 
 
+def coverage(config, rows_per_task: dict[str, int]) -> dict[str, dict[str, int]]:
+    """Per split of the config's task set: tasks recorded of all, and rows (steps and resets)."""
+    from lora_gym.tasks.sets import load_task_set
+
+    task_set = load_task_set(config.task_set)
+    out = {}
+    for split in ("train", "val", "test"):
+        names = [t.name for t in task_set.tasks(split)]
+        recorded = [n for n in names if n in rows_per_task]
+        out[split] = {"tasks": len(names), "tasks_recorded": len(recorded),
+                      "rows": sum(rows_per_task[n] for n in recorded)}
+    return out
+
+
 def pack(store: str | Path, name: str, config_ref: str | None, commands: list[str],
          description: str, tables_dir: Path = TABLES_DIR) -> dict:
     """Write ``<tables_dir>/<name>.sqlite.xz`` and ``<name>.meta.json``; returns the meta."""
@@ -46,6 +60,8 @@ def pack(store: str | Path, name: str, config_ref: str | None, commands: list[st
                                (chash,)).fetchone()
         seeds = dict(db.conn.execute("SELECT task, COUNT(DISTINCT episode_seed) FROM steps "
                                      "WHERE config_hash = ? GROUP BY task", (chash,)))
+        rows_per_task = dict(db.conn.execute("SELECT task, COUNT(*) FROM steps WHERE "
+                                             "config_hash = ? GROUP BY task", (chash,)))
         others = db.conn.execute("SELECT COUNT(*) FROM steps WHERE config_hash != ?",
                                  (chash,)).fetchone()[0]
         if not rows[0]:
@@ -64,6 +80,7 @@ def pack(store: str | Path, name: str, config_ref: str | None, commands: list[st
         "config": config_ref or "embedded default (envs_configs/default.yaml)",
         "model": config.model, "task_set": config.task_set, "config_hash": chash,
         "outcome_config": outcome_config(config), "rows": rows[0], "tasks": rows[1],
+        "coverage": coverage(config, rows_per_task),
         "episode_seeds_per_task": seeds, "recording_wall_seconds": round(rows[2] or 0.0),
         "versions": {**library_versions(), "python": platform.python_version(),
                      "lora_gym_git_commit": git_commit()},
@@ -89,7 +106,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     meta = pack(args.store, args.name, args.config, args.recorded_with, args.description,
                 Path(args.tables_dir))
-    print(f"wrote {meta['file']}: {meta['rows']} rows, {meta['bytes'] / 1e6:.2f} MB")
+    print(f"wrote {meta['file']}: {meta['rows']} rows, {meta['bytes'] / 1e6:.2f} MB; "
+          f"coverage {meta['coverage']}")
 
 
 if __name__ == "__main__":
