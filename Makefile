@@ -30,6 +30,7 @@ test: install
 bench: install
 	HF_HUB_OFFLINE=1 $(PY) benchmarks/step_speed.py
 	HF_HUB_OFFLINE=1 $(PY) benchmarks/replay_speed.py --config envs_configs/default.yaml
+	HF_HUB_OFFLINE=1 $(PY) benchmarks/surrogate_fit.py --config envs_configs/default.yaml
 	HF_HUB_OFFLINE=1 $(PY) benchmarks/int8_speed.py
 	HF_HUB_OFFLINE=1 $(PY) benchmarks/record_speed.py
 

@@ -6,7 +6,10 @@
 * env steps/s through ``gym.make("LoRATuneReplay-v0")`` on one core (pinned), with and without
   Gymnasium's passive env checker, for a policy that stays on the table (fixed action 0, which
   ``--policy grid`` records) and for random actions (table and surrogate mixed), resets included;
-* surrogate held-out R^2 and MAE of next-step accuracy and of its change, split by episode.
+* the same for random actions with each surrogate kind (``--kinds``; random actions leave the
+  table after a step or two, so most steps are the surrogate's).
+
+The surrogate's accuracy (leave-one-task-out) and uncertainty: ``benchmarks/surrogate_fit.py``.
 """
 
 from __future__ import annotations
@@ -21,14 +24,12 @@ import time  # noqa: E402
 from contextlib import closing  # noqa: E402
 
 import gymnasium as gym  # noqa: E402
-import numpy as np  # noqa: E402
 
 import lora_gym  # noqa: E402, F401
-from lora_gym.core.actions import ActionGrid  # noqa: E402
 from lora_gym.core.config import resolve_config  # noqa: E402
 from lora_gym.replay.index import TableIndex  # noqa: E402
 from lora_gym.replay.store import Store  # noqa: E402
-from lora_gym.replay.surrogate import SURROGATE_KINDS, fit_models, predict_metrics, training_data  # noqa: E402
+from lora_gym.replay.surrogate import SURROGATE_KINDS  # noqa: E402
 from lora_gym.replay.tables import resolve_store  # noqa: E402
 
 
@@ -43,8 +44,8 @@ def lookups_per_second(index: TableIndex, n: int = 2_000_000) -> float:
 
 
 def steps_per_second(config, store, checker: bool, random_actions: bool,
-                     n: int = 200_000) -> tuple[float, float]:
-    env = gym.make("LoRATuneReplay-v0", config=config, store=store,
+                     n: int = 200_000, surrogate: str = "ensemble") -> tuple[float, float]:
+    env = gym.make("LoRATuneReplay-v0", config=config, store=store, surrogate=surrogate,
                    disable_env_checker=not checker)
     env.reset(seed=0)
     env.action_space.seed(0)
@@ -60,24 +61,13 @@ def steps_per_second(config, store, checker: bool, random_actions: bool,
     return rate, counts["table"] / sum(counts.values())
 
 
-def surrogate_scores(index: TableIndex, grid: ActionGrid, kind: str) -> dict[str, float]:
-    from sklearn.metrics import mean_absolute_error, r2_score
-
-    X, Y, groups = training_data(index, grid)
-    episodes = np.random.default_rng(0).permutation(groups.max() + 1)
-    test = np.isin(groups, episodes[: max(1, len(episodes) // 5)])
-    pred = predict_metrics(fit_models(X[~test], Y[~test], kind), X[test])
-    acc_prev, acc = X[test, 0], X[test, 0] + Y[test, 0]
-    return {"r2_acc": r2_score(acc, pred[:, 0]), "mae_acc": mean_absolute_error(acc, pred[:, 0]),
-            "r2_dacc": r2_score(acc - acc_prev, pred[:, 0] - acc_prev),
-            "n_train": int((~test).sum()), "n_test": int(test.sum())}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--config", default="envs_configs/tiny.yaml")
     parser.add_argument("--store", default=None, help="default: the shipped table of the config")
     parser.add_argument("--steps", type=int, default=200_000)
+    parser.add_argument("--kinds", nargs="*", default=list(SURROGATE_KINDS),
+                        choices=SURROGATE_KINDS, help="surrogate kinds to time")
     args = parser.parse_args()
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
@@ -95,13 +85,10 @@ def main() -> None:
             label = (f"env steps/s, {'random' if random_actions else 'on-table'} actions, "
                      f"checker {'on' if checker else 'off'} ({hit:.0%} table)")
             print(f"{label:<46} {rate:>12,.0f}")
-    grid = ActionGrid.of(config)
-    for kind in SURROGATE_KINDS:
-        s = surrogate_scores(index, grid, kind)
-        print(f"{f'surrogate {kind}: R2 next accuracy':<46} {s['r2_acc']:>12.3f}")
-        print(f"{f'surrogate {kind}: MAE next accuracy':<46} {s['mae_acc']:>12.4f}")
-        print(f"{f'surrogate {kind}: R2 of accuracy change':<46} {s['r2_dacc']:>12.3f}")
-    print(f"(surrogate split by episode: {s['n_train']} train / {s['n_test']} held-out steps)")
+    for kind in args.kinds:
+        rate, hit = steps_per_second(args.config, args.store, False, True, args.steps, kind)
+        label = f"env steps/s, random actions, surrogate {kind} ({hit:.0%} table)"
+        print(f"{label:<46} {rate:>12,.0f}")
 
 
 if __name__ == "__main__":

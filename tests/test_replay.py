@@ -257,8 +257,10 @@ def test_stop_on_replay_equals_stop_live(store_path):
     a, b = live.step(stop), replay.step(stop)
     np.testing.assert_array_equal(a[0], b[0])
     assert a[1:4] == b[1:4]
-    assert {k: v for k, v in a[4].items() if k != "source"} == {
-        k: v for k, v in b[4].items() if k != "source"}
+    replay_only = {"source", "uncertainty"}
+    assert b[4]["uncertainty"] == 0.0
+    assert {k: v for k, v in a[4].items() if k not in replay_only} == {
+        k: v for k, v in b[4].items() if k not in replay_only}
 
 
 def test_a_stop_is_not_recorded(tmp_path):

@@ -65,7 +65,7 @@ class EpisodePair:
 
 
 def compare(config: EnvConfig, jobs: list[tuple[Policy, str, int]], store: str | None,
-            surrogate: str = "knn", record_to: str | None = None,
+            surrogate: str = "ensemble", record_to: str | None = None,
             cluster: ClusterOptions | None = None) -> list[EpisodePair]:
     """Run every job on both envs; episodes whose reset is not in the table are left out.
 
@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="lora-gym sim2real", description=main.__doc__)
     parser.add_argument("--store", default=None,
                         help="store to replay (default: the table shipped for the config)")
-    parser.add_argument("--surrogate", default="knn", choices=SURROGATE_KINDS,
+    parser.add_argument("--surrogate", default="ensemble", choices=SURROGATE_KINDS,
                         help="surrogate for steps off the table")
     parser.add_argument("--record-live", default=None, metavar="STORE",
                         help="also record the live episodes into this store")

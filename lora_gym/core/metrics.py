@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -21,7 +21,8 @@ class Metrics:
 
     def to_dict(self) -> dict[str, float]:
         """Plain dict of the metrics."""
-        return asdict(self)
+        return {"accuracy": self.accuracy, "f1": self.f1, "val_loss": self.val_loss,
+                "train_loss": self.train_loss}
 
     @property
     def finite(self) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -38,15 +39,20 @@ OBSERVATION_SPEC: tuple[tuple[str, float, float], ...] = (
 ObservationSpec = tuple[tuple[str, float, float], ...]
 
 
+@functools.cache
 def spec_names(spec: ObservationSpec) -> tuple[str, ...]:
-    """The entry names of an observation spec, in order."""
+    """The entry names of an observation spec, in order (cached)."""
     return tuple(name for name, _, _ in spec)
 
 
+@functools.cache
 def spec_bounds(spec: ObservationSpec) -> tuple[np.ndarray, np.ndarray]:
-    """``(low, high)`` float32 arrays of an observation spec."""
-    return (np.array([low for _, low, _ in spec], dtype=np.float32),
-            np.array([high for _, _, high in spec], dtype=np.float32))
+    """``(low, high)`` float32 arrays of an observation spec (cached, read-only)."""
+    low = np.array([low for _, low, _ in spec], dtype=np.float32)
+    high = np.array([high for _, _, high in spec], dtype=np.float32)
+    low.setflags(write=False)
+    high.setflags(write=False)
+    return low, high
 
 
 OBSERVATION_NAMES: tuple[str, ...] = spec_names(OBSERVATION_SPEC)
@@ -54,6 +60,7 @@ OBS_LOW, OBS_HIGH = spec_bounds(OBSERVATION_SPEC)
 TASK_FEATURE_NAMES: tuple[str, ...] = OBSERVATION_NAMES[
     OBSERVATION_NAMES.index("log10_train_size"):]
 """The entries that describe the task (constant over an episode), after the progress entries."""
+_TASK_SLOTS = slice(OBSERVATION_NAMES.index(TASK_FEATURE_NAMES[0]), len(OBSERVATION_NAMES))
 
 
 @dataclass(frozen=True)
@@ -104,7 +111,7 @@ def feature_values(features: TaskFeatures) -> dict[str, float]:
 
 def carried_features(obs: np.ndarray) -> dict[str, float]:
     """The task meta-feature entries of an earlier observation of the same episode."""
-    return {name: float(obs[OBSERVATION_NAMES.index(name)]) for name in TASK_FEATURE_NAMES}
+    return dict(zip(TASK_FEATURE_NAMES, obs[_TASK_SLOTS].tolist(), strict=True))
 
 
 def build_observation(values: Mapping[str, float],
@@ -117,12 +124,13 @@ def build_observation(values: Mapping[str, float],
     names = spec_names(spec)
     low, high = spec_bounds(spec)
     obs = np.array([values[name] for name in names], dtype=np.float64)
-    # A diverged fine-tune yields NaN/inf metrics: losses read as the cap, scores as 0.
-    obs = np.nan_to_num(obs, nan=0.0, posinf=LOSS_CAP, neginf=0.0)
-    for name in ("val_loss", "train_loss"):
-        if not math.isfinite(values.get(name, 0.0)):
-            obs[names.index(name)] = LOSS_CAP
-    return np.clip(obs, low, high).astype(np.float32)
+    if not np.isfinite(obs).all():
+        # A diverged fine-tune yields NaN/inf metrics: losses read as the cap, scores as 0.
+        obs = np.nan_to_num(obs, nan=0.0, posinf=LOSS_CAP, neginf=0.0)
+        for name in ("val_loss", "train_loss"):
+            if not math.isfinite(values.get(name, 0.0)):
+                obs[names.index(name)] = LOSS_CAP
+    return np.minimum(np.maximum(obs, low, out=obs), high, out=obs).astype(np.float32)
 
 
 def finite_or_none(values: Mapping[str, float]) -> dict[str, float | None]:

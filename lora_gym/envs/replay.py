@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 import os
 import warnings
 from collections.abc import Mapping
@@ -74,7 +76,15 @@ class LoRATuneReplayEnv(gym.Env[np.ndarray, np.int64]):
     | surrogate | a model fitted on the table predicts the metrics; the episode stays on it |
 
     ``info["source"]`` says where each step came from: ``table``, ``live`` or ``surrogate``;
-    ``env.unwrapped.source_counts`` counts them.
+    ``env.unwrapped.source_counts`` counts them. ``info["uncertainty"]`` is 0.0 on table, live
+    and stop steps and, on surrogate steps, the surrogate's standard deviation of the predicted
+    accuracy change (``ensemble``: its members' spread, larger the farther the step is from
+    recorded ones; ``knn``: the spread of the neighbours' recorded changes; see
+    `lora_gym.replay.surrogate`). With ``pessimism`` κ > 0 a surrogate step's reward is lowered
+    by κ·uncertainty, as model-based offline RL does (MOPO), so that an agent cannot profit from
+    the surrogate's mistakes where it is unsure; the penalty is the reward component
+    ``uncertainty_penalty`` (``-κ·uncertainty``) of ``info["reward_components"]``. Table steps
+    are never penalised.
 
     ## Starting State
     A task of ``task_split`` that has recorded episodes is drawn with ``np_random`` (or given as
@@ -104,8 +114,9 @@ class LoRATuneReplayEnv(gym.Env[np.ndarray, np.int64]):
     ``store``: ``None`` (the table shipped for the config's
     model and task set: ``tiny`` for tiny-bert/tiny, ``default`` for minilm/default), a shipped
     table's name, or a store path; ``miss``: ``raise``, ``live`` or ``surrogate`` (default);
-    ``surrogate``: ``knn`` (default) or ``hgb`` (see `lora_gym.replay.surrogate`);
-    ``episode_seeds``: ``recorded`` (default) or ``live`` (see Starting State).
+    ``surrogate``: ``ensemble`` (default) or ``knn`` (see `lora_gym.replay.surrogate`);
+    ``pessimism``: κ >= 0 (default 0), the weight of the uncertainty penalty on surrogate steps
+    (see Misses); ``episode_seeds``: ``recorded`` (default) or ``live`` (see Starting State).
 
     ## Registered Configurations
     * ``LoRATuneReplay-v0``: the embedded default served from the shipped default table.
@@ -118,7 +129,8 @@ class LoRATuneReplayEnv(gym.Env[np.ndarray, np.int64]):
 
     def __init__(self, config: Any = None, render_mode: str | None = None,
                  store: str | os.PathLike | None = None, miss: str = "surrogate",
-                 surrogate: str = "knn", episode_seeds: str = "recorded",
+                 surrogate: str = "ensemble", pessimism: float = 0.0,
+                 episode_seeds: str = "recorded",
                  **overrides: Any) -> None:
         self.config: EnvConfig = resolve_config(config, **overrides)
         for name, value, allowed in (("miss", miss, MISS_POLICIES),
@@ -129,6 +141,7 @@ class LoRATuneReplayEnv(gym.Env[np.ndarray, np.int64]):
                 raise ValueError(f"`{name}` must be one of {list(allowed)}, got {value!r}")
         self.render_mode, self.miss, self.surrogate_kind = render_mode, miss, surrogate
         self.episode_seeds = episode_seeds
+        self.pessimism = _check_pessimism(pessimism)
         self.grid = ActionGrid.of(self.config)
         self.action_space = spaces.Discrete(len(self.grid))
         spec = with_monitor(self.config.extra_observations)
@@ -175,7 +188,7 @@ class LoRATuneReplayEnv(gym.Env[np.ndarray, np.int64]):
             node, source = self._miss(None, None), "live"
         self._node = node
         info = step_info(task, 0, node.rank, node.lr, node.metrics_info, node.cost_so_far,
-                         episode_seed, source=source)
+                         episode_seed, source=source, uncertainty=0.0)
         return node.obs.copy(), info
 
     def _draw_episode_seed(self, task: str) -> int:
@@ -211,11 +224,15 @@ class LoRATuneReplayEnv(gym.Env[np.ndarray, np.int64]):
             if source != "surrogate":
                 self._rewards[child] = cached
         reward, components = cached
+        if source == "surrogate" and self.pessimism > 0.0:
+            penalty = -self.pessimism * child.uncertainty
+            reward, components = reward + penalty, {**components, "uncertainty_penalty": penalty}
         t = len(child.prefix)
         terminated = child.diverged
         info = step_info(self._task, t, child.rank, child.lr, child.metrics_info,
                          child.cost_so_far, self._seed, cost=child.cost, diverged=child.diverged,
-                         stopped=False, reward_components=dict(components), source=source)
+                         stopped=False, reward_components=dict(components), source=source,
+                         uncertainty=child.uncertainty)
         return (child.obs.copy(), reward, terminated, not terminated and t >= self._T, info)
 
     def render(self) -> str | None:
@@ -243,7 +260,8 @@ class LoRATuneReplayEnv(gym.Env[np.ndarray, np.int64]):
         obs[self._delta_slot] = 0.0
         info = step_info(self._task, len(node.prefix), node.rank, node.lr, node.metrics_info,
                          node.cost_so_far, self._seed, cost=0.0, diverged=False, stopped=True,
-                         reward_components=dict(components), source="table")
+                         reward_components=dict(components), source="table",
+                         uncertainty=0.0)
         return obs, float(reward), True, False, info
 
     def _reward(self, prev: Node, cur: Node) -> tuple[float, dict[str, float]]:
@@ -288,3 +306,13 @@ class LoRATuneReplayEnv(gym.Env[np.ndarray, np.int64]):
                           "recorded with other code or library versions; re-record it",
                           LoRAGymWarning, stacklevel=2)
         self.index.add(rec.task, rec.episode_seed, node)
+
+
+def _check_pessimism(value: Any) -> float:
+    """``pessimism`` as a float; a `ValueError` or `TypeError` naming it unless finite and >= 0."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"`pessimism` must be a number >= 0, got {value!r}")
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"`pessimism` must be a finite number >= 0 (the weight of the "
+                         f"uncertainty penalty on surrogate steps), got {value!r}")
+    return float(value)

@@ -22,13 +22,17 @@ class TableMiss(LookupError):
 
 
 class Node:
-    """One step's outcome: what the env shows after the actions of ``prefix``."""
+    """One step's outcome: what the env shows after the actions of ``prefix``.
+
+    ``uncertainty`` is 0 for recorded steps and the surrogate's uncertainty for predicted ones.
+    """
 
     __slots__ = ("prefix", "obs", "metrics", "metrics_info", "rank", "lr", "cost",
-                 "cost_so_far", "diverged", "children")
+                 "cost_so_far", "diverged", "children", "uncertainty")
 
     def __init__(self, prefix: tuple[int, ...], obs: np.ndarray, metrics: Metrics, rank: int,
-                 lr: float | None, cost: float, cost_so_far: float, diverged: bool) -> None:
+                 lr: float | None, cost: float, cost_so_far: float, diverged: bool,
+                 uncertainty: float = 0.0) -> None:
         self.prefix = prefix
         self.obs = obs
         self.metrics = metrics
@@ -36,6 +40,7 @@ class Node:
         self.rank, self.lr, self.cost, self.cost_so_far = rank, lr, cost, cost_so_far
         self.diverged = diverged
         self.children: dict[int, Node] = {}
+        self.uncertainty = uncertainty
 
     @classmethod
     def from_record(cls, rec: StepRecord) -> Node:

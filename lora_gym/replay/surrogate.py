@@ -1,12 +1,18 @@
 """A surrogate of the live env fitted on recorded steps: (observation, action) -> next metrics.
 
-Inputs are the observation before the step and the action's rank and lr positions in the grid;
-targets are the changes of accuracy, F1 and validation loss and the next training loss (losses
-capped like the observation). Predictions are clipped to valid ranges ([0, 1] for scores,
-[0, LOSS_CAP] for losses). The cost of a step is computed analytically from the task's mean
-recorded tokens per segment and the chosen rank (`lora_gym.core.cost`). The surrogate never predicts
-divergence. Its steps are memoised, so an episode that leaves the table along a path seen before
-costs no prediction. scikit-learn is imported only for ``hgb``.
+Inputs (`features`) are the observation before the step, the action's rank and lr positions in
+the grid, their changes from the current ones and whether it is the episode's first step; targets
+are the changes of accuracy, F1 and validation loss and the next training loss (losses capped
+like the observation). Predictions are clipped to valid ranges ([0, 1] for scores, [0, LOSS_CAP]
+for losses). Each prediction comes with an uncertainty: the regressor's standard deviation of the
+accuracy change (`lora_gym.replay.regressors`), which the replay env reports and its
+``pessimism`` subtracts from rewards. The cost of a step is computed analytically from the task's
+mean recorded tokens per segment and the chosen rank (`lora_gym.core.cost`). The surrogate never
+predicts divergence.
+
+Every predicted step is memoised (its child node is kept), so an episode that leaves the table
+along a path seen before costs no prediction; a prediction is one row through a few numpy
+operations (`features` writes the row in place), as a policy seldom revisits a node off the table.
 """
 
 from __future__ import annotations
@@ -30,126 +36,112 @@ from lora_gym.core.observation import (
     state_values,
 )
 from lora_gym.replay.index import Node, TableIndex
+from lora_gym.replay.regressors import NearestNeighbours, RandomFeatureEnsemble
 
-SURROGATE_KINDS: tuple[str, ...] = ("knn", "hgb")
-"""``knn``: distance-weighted 5-NN on standardised inputs (numpy, fast); ``hgb``: one
-scikit-learn HistGradientBoostingRegressor per target (slower per step)."""
+SURROGATE_KINDS: tuple[str, ...] = ("ensemble", "knn")
+"""``ensemble``: bagged random-feature ridge regressions, uncertainty = the members' standard
+deviation of the accuracy change; ``knn``: distance-weighted 5-NN, uncertainty = the weighted
+standard deviation of the neighbours' accuracy changes (see `lora_gym.replay.regressors`)."""
 MIN_ROWS = 8
 """Fewest recorded (non-diverged) steps a surrogate is fitted on."""
-MEMO_LIMIT = 100_000
-"""Memoised first steps off the table kept before the memo is cleared (bounds memory)."""
+MEMO_LIMIT = 50_000
+"""Predicted nodes kept before every memoised surrogate node is dropped (bounds memory; about
+0.6 kB a node)."""
+TARGET_NAMES: tuple[str, ...] = ("delta_accuracy", "delta_f1", "delta_val_loss", "train_loss")
+"""The regressors' targets, in column order."""
 _I = {name: i for i, name in enumerate(OBSERVATION_NAMES)}
 _DELTA_SLOTS = [_I["val_accuracy"], _I["val_macro_f1"], _I["val_loss"]]
+_UPPER = np.array([1.0, 1.0, LOSS_CAP, LOSS_CAP])
+
+Regressor = RandomFeatureEnsemble | NearestNeighbours
 
 
-def _features(obs: np.ndarray, grid: ActionGrid, action: int) -> list[float]:
-    rank, lr = grid.decode(action)  # inputs: the entries of OBSERVATION_SPEC (no extras)
-    return [*obs[:len(OBSERVATION_NAMES)].tolist(), grid.rank_position(rank),
-            grid.lr_position(lr)]
+def features(obs: np.ndarray, rank_position: np.ndarray, lr_position: np.ndarray) -> np.ndarray:
+    """Regressor inputs of steps from observations `obs` with actions at grid positions.
+
+    `rank_position` and `lr_position` have shape ``(n,)``; `obs` has shape
+    ``(n, len(OBSERVATION_NAMES))``: the entries of `OBSERVATION_SPEC` only (an env's extra
+    observation entries are not inputs). Columns: the observation, the action's rank and lr
+    positions, their changes from the current ones, and whether it is the first step.
+    """
+    n, size = obs.shape
+    X = np.empty((n, size + 5))
+    X[:, :size] = obs
+    X[:, size] = rank_position
+    X[:, size + 1] = lr_position
+    X[:, size + 2] = X[:, size] - obs[:, _I["rank_position"]]
+    X[:, size + 3] = X[:, size + 1] - obs[:, _I["lr_position"]]
+    X[:, size + 4] = obs[:, _I["steps_left"]] >= 1.0
+    return X
+
+
+def action_positions(grid: ActionGrid) -> tuple[np.ndarray, np.ndarray]:
+    """Rank and lr positions of every (rank, lr) action of the grid, in action order."""
+    pairs = grid.pairs()
+    return (np.array([grid.rank_position(r) for r, _ in pairs]),
+            np.array([grid.lr_position(lr) for _, lr in pairs]))
 
 
 def training_data(index: TableIndex, grid: ActionGrid
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Inputs X, targets Y (Δacc, Δf1, Δval_loss, train_loss) and episode ids of every step.
+                  ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Inputs X, targets Y (columns `TARGET_NAMES`) and the task of every recorded step.
 
     Diverged steps are left out (their metrics are not numbers).
     """
-    xs, ys, groups = [], [], []
-    episodes: dict[tuple[str, int], int] = {}
-    for task, seed, node in index.nodes():
+    ranks, lrs = action_positions(grid)
+    obs, actions, ys, tasks = [], [], [], []
+    for task, _, node in index.nodes():
         for action, child in node.children.items():
             if child.diverged:
                 continue
             m = child.metrics
-            xs.append(_features(node.obs, grid, action))
+            obs.append(node.obs[:len(OBSERVATION_NAMES)])
+            actions.append(action)
             ys.append([m.accuracy, m.f1, min(m.val_loss, LOSS_CAP), min(m.train_loss, LOSS_CAP)])
-            groups.append(episodes.setdefault((task, seed), len(episodes)))
-    X = np.array(xs, dtype=np.float64).reshape(-1, len(OBSERVATION_NAMES) + 2)
-    Y = np.array(ys, dtype=np.float64).reshape(-1, 4)
-    Y[:, :3] -= X[:, _DELTA_SLOTS]
-    return X, Y, np.array(groups, dtype=np.int64)
+            tasks.append(task)
+    before = np.array(obs, dtype=np.float64).reshape(-1, len(OBSERVATION_NAMES))
+    a = np.array(actions, dtype=np.int64)
+    X = features(before, ranks[a], lrs[a])
+    Y = np.array(ys, dtype=np.float64).reshape(-1, len(TARGET_NAMES))
+    Y[:, :3] -= before[:, _DELTA_SLOTS]
+    return X, Y, tasks
 
 
-class NearestNeighbours:
-    """Distance-weighted k-nearest-neighbour regression on standardised inputs (numpy only).
-
-    A single-row prediction takes tens of microseconds; scikit-learn's estimators spend
-    milliseconds per call on validation and thread pools, too slow for a per-step surrogate.
-    """
-
-    def __init__(self, k: int = 5) -> None:
-        self.k = k
-
-    def fit(self, X: np.ndarray, Y: np.ndarray) -> NearestNeighbours:
-        """Remember the standardised inputs and their targets."""
-        self.mean, self.scale = X.mean(axis=0), X.std(axis=0)
-        self.scale[self.scale == 0] = 1.0
-        self.Z, self.Y = (X - self.mean) / self.scale, np.asarray(Y, dtype=np.float64)
-        self.sq = (self.Z**2).sum(axis=1)
-        return self
-
-    def predict(self, X: np.ndarray) -> np.ndarray:
-        """Weighted mean of the k nearest rows' targets (weights 1 / distance)."""
-        Z = (X - self.mean) / self.scale
-        d2 = np.maximum((Z**2).sum(axis=1)[:, None] - 2.0 * Z @ self.Z.T + self.sq[None], 0.0)
-        k = min(self.k, len(self.Z))
-        idx = np.argpartition(d2, k - 1, axis=1)[:, :k]
-        w = 1.0 / (np.sqrt(np.take_along_axis(d2, idx, axis=1)) + 1e-6)
-        return (w[..., None] * self.Y[idx]).sum(axis=1) / w.sum(axis=1, keepdims=True)
-
-
-class BoostedTrees:
-    """One scikit-learn HistGradientBoostingRegressor per target, run on one thread."""
-
-    def fit(self, X: np.ndarray, Y: np.ndarray) -> BoostedTrees:
-        """Fit the regressors (deterministic: no early stopping, fixed random state)."""
-        from sklearn.ensemble import HistGradientBoostingRegressor
-        from threadpoolctl import threadpool_limits
-
-        leaf = min(20, max(2, len(X) // 20))
-        with threadpool_limits(1):
-            self.models = [HistGradientBoostingRegressor(
-                max_iter=100, learning_rate=0.1, min_samples_leaf=leaf, early_stopping=False,
-                random_state=0).fit(X, Y[:, j]) for j in range(Y.shape[1])]
-        return self
-
-    def predict(self, X: np.ndarray) -> np.ndarray:
-        """Predictions of every target, stacked as columns."""
-        from threadpoolctl import threadpool_limits
-
-        with threadpool_limits(1):
-            return np.stack([m.predict(X) for m in self.models], axis=1)
-
-
-def fit_models(X: np.ndarray, Y: np.ndarray, kind: str = "knn") -> NearestNeighbours | BoostedTrees:
+def fit_models(X: np.ndarray, Y: np.ndarray, kind: str = "ensemble") -> Regressor:
     """Fit the regressor of a surrogate kind on inputs X and targets Y."""
     if kind not in SURROGATE_KINDS:
         raise ValueError(f"`surrogate` must be one of {list(SURROGATE_KINDS)}, got {kind!r}")
     if len(X) < MIN_ROWS:
         raise ValueError(f"a surrogate needs at least {MIN_ROWS} recorded steps, the table has "
                          f"{len(X)}; record more episodes")
-    return (NearestNeighbours() if kind == "knn" else BoostedTrees()).fit(X, Y)
+    return (RandomFeatureEnsemble() if kind == "ensemble" else NearestNeighbours()).fit(X, Y)
 
 
-def predict_metrics(model: NearestNeighbours | BoostedTrees, X: np.ndarray) -> np.ndarray:
-    """Next (accuracy, f1, val_loss, train_loss) for inputs X, clipped to valid ranges."""
-    out = np.asarray(model.predict(X), dtype=np.float64).reshape(len(X), 4)
+def predict_metrics(model: Regressor, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Next (accuracy, f1, val_loss, train_loss) for inputs X and their uncertainties.
+
+    Metrics are clipped to valid ranges; the uncertainty is the regressor's standard deviation
+    of the accuracy change.
+    """
+    mean, std = model.predict(X)
+    out = mean.reshape(len(X), len(TARGET_NAMES))
     out[:, :3] += X[:, _DELTA_SLOTS]
-    out[:, :2] = np.clip(out[:, :2], 0.0, 1.0)
-    out[:, 2:] = np.clip(out[:, 2:], 0.0, LOSS_CAP)
-    return out
+    return np.minimum(np.maximum(out, 0.0, out=out), _UPPER, out=out), std
 
 
 class Surrogate:
     """Steps an episode off the table: predicted metrics, analytic cost, rebuilt observation."""
 
-    def __init__(self, index: TableIndex, config: EnvConfig, kind: str = "knn") -> None:
+    def __init__(self, index: TableIndex, config: EnvConfig, kind: str = "ensemble") -> None:
         self.config, self.kind = config, kind
         self.grid = ActionGrid.of(config)
         X, Y, _ = training_data(index, self.grid)
         self.models = fit_models(X, Y, kind)
         self.tokens = _tokens_per_segment(index, config)
+        self._positions = action_positions(self.grid)
         self._off_table: dict[tuple[Node, int], Node] = {}
+        self._costs: dict[tuple[str, int], float] = {}
+        self._predicted = 0
 
     def step(self, task: str, node: Node, action: int, on_table: bool) -> Node:
         """The node after taking `action` from `node` (memoised, never added to the index).
@@ -157,30 +149,39 @@ class Surrogate:
         A surrogate node keeps its predicted children in its own ``children``; the first step
         off a table node is kept here (a table node's children are real records only).
         """
-        if on_table and len(self._off_table) >= MEMO_LIMIT:
+        if self._predicted >= MEMO_LIMIT:
             self._off_table.clear()  # frees every memoised surrogate subtree
+            self._predicted = 0
         memo: dict[Any, Node] = self._off_table if on_table else node.children
         key = (node, action) if on_table else action
         child = memo.get(key)
         if child is None:
-            child = memo[key] = self._predict(task, node, action)
+            child = memo[key] = self._child(task, node, action)
+            self._predicted += 1
         return child
 
-    def _predict(self, task: str, node: Node, action: int) -> Node:
-        x = np.array([_features(node.obs, self.grid, action)])
-        acc, f1, val_loss, train_loss = predict_metrics(self.models, x)[0].tolist()
+    def _child(self, task: str, node: Node, action: int) -> Node:
+        ranks, lrs = self._positions
+        x = features(node.obs[None, :len(OBSERVATION_NAMES)], ranks[action:action + 1],
+                     lrs[action:action + 1])
+        predicted, uncertainty = predict_metrics(self.models, x)
+        acc, f1, val_loss, train_loss = predicted[0].tolist()
         rank, lr = self.grid.decode(action)
-        cost = segment_cost(self.tokens.get(task, self.tokens[""]), rank, self.config)
+        cost = self._costs.get((task, rank))
+        if cost is None:
+            cost = self._costs[task, rank] = segment_cost(
+                self.tokens.get(task, self.tokens[""]), rank, self.config)
         t, cost_so_far = len(node.prefix) + 1, node.cost_so_far + cost
         prev_acc = node.metrics.accuracy if math.isfinite(node.metrics.accuracy) else 0.0
         metrics = Metrics(acc, f1, val_loss, train_loss)
         values = state_values(metrics, acc - prev_acc, cost_so_far, t, self.config.episode_length,
-                              self.grid.rank_position(rank), self.grid.lr_position(lr))
+                              float(ranks[action]), float(lrs[action]))
         extra = self.config.extra_observations  # not predicted: the last observed values
         obs = build_observation({**values, **carried_features(node.obs),
                                  **carried_monitor(node.obs, extra)}, with_monitor(extra))
         obs.setflags(write=False)
-        return Node((*node.prefix, int(action)), obs, metrics, rank, lr, cost, cost_so_far, False)
+        return Node((*node.prefix, int(action)), obs, metrics, rank, lr, cost, cost_so_far, False,
+                    float(uncertainty[0]))
 
 
 def _tokens_per_segment(index: TableIndex, config: EnvConfig) -> dict[str, float]:
