@@ -144,6 +144,7 @@ class LoRATuneReplayEnv(gym.Env[np.ndarray, np.int64]):
         self.pessimism = _check_pessimism(pessimism)
         self.grid = ActionGrid.of(self.config)
         self.action_space = spaces.Discrete(len(self.grid))
+        self._n_actions = len(self.grid)
         spec = with_monitor(self.config.extra_observations)
         self.observation_space = spaces.Box(*spec_bounds(spec), dtype=np.float32)
         self.observation_names = spec_names(spec)
@@ -205,7 +206,8 @@ class LoRATuneReplayEnv(gym.Env[np.ndarray, np.int64]):
         node = self._node
         if node is None:
             raise gym.error.ResetNeeded("call reset() before step()")
-        if not self.action_space.contains(action):
+        if not (isinstance(action, int | np.integer) and 0 <= action < self._n_actions
+                or self.action_space.contains(action)):
             raise gym.error.InvalidAction(f"action {action!r} is not in the action space "
                                           f"{self.action_space}")
         a = int(action)

@@ -51,35 +51,26 @@ TARGET_NAMES: tuple[str, ...] = ("delta_accuracy", "delta_f1", "delta_val_loss",
 """The regressors' targets, in column order."""
 _I = {name: i for i, name in enumerate(OBSERVATION_NAMES)}
 _DELTA_SLOTS = [_I["val_accuracy"], _I["val_macro_f1"], _I["val_loss"]]
-_UPPER = np.array([1.0, 1.0, LOSS_CAP, LOSS_CAP])
 
 Regressor = RandomFeatureEnsemble | NearestNeighbours
 
 
-def features(obs: np.ndarray, rank_position: np.ndarray, lr_position: np.ndarray) -> np.ndarray:
-    """Regressor inputs of steps from observations `obs` with actions at grid positions.
+def features(obs: np.ndarray, rank_position: float, lr_position: float) -> list[float]:
+    """Regressor inputs of one step from observation `obs` with an action at grid positions.
 
-    `rank_position` and `lr_position` have shape ``(n,)``; `obs` has shape
-    ``(n, len(OBSERVATION_NAMES))``: the entries of `OBSERVATION_SPEC` only (an env's extra
-    observation entries are not inputs). Columns: the observation, the action's rank and lr
-    positions, their changes from the current ones, and whether it is the first step.
+    The entries of `OBSERVATION_SPEC` (an env's extra observation entries are not inputs), the
+    action's rank and lr positions, their changes from the current ones, and whether it is the
+    episode's first step.
     """
-    n, size = obs.shape
-    X = np.empty((n, size + 5))
-    X[:, :size] = obs
-    X[:, size] = rank_position
-    X[:, size + 1] = lr_position
-    X[:, size + 2] = X[:, size] - obs[:, _I["rank_position"]]
-    X[:, size + 3] = X[:, size + 1] - obs[:, _I["lr_position"]]
-    X[:, size + 4] = obs[:, _I["steps_left"]] >= 1.0
-    return X
+    o = obs[:len(OBSERVATION_NAMES)].tolist()
+    return [*o, rank_position, lr_position, rank_position - o[_I["rank_position"]],
+            lr_position - o[_I["lr_position"]], float(o[_I["steps_left"]] >= 1.0)]
 
 
-def action_positions(grid: ActionGrid) -> tuple[np.ndarray, np.ndarray]:
+def action_positions(grid: ActionGrid) -> tuple[list[float], list[float]]:
     """Rank and lr positions of every (rank, lr) action of the grid, in action order."""
     pairs = grid.pairs()
-    return (np.array([grid.rank_position(r) for r, _ in pairs]),
-            np.array([grid.lr_position(lr) for _, lr in pairs]))
+    return [grid.rank_position(r) for r, _ in pairs], [grid.lr_position(lr) for _, lr in pairs]
 
 
 def training_data(index: TableIndex, grid: ActionGrid
@@ -89,21 +80,18 @@ def training_data(index: TableIndex, grid: ActionGrid
     Diverged steps are left out (their metrics are not numbers).
     """
     ranks, lrs = action_positions(grid)
-    obs, actions, ys, tasks = [], [], [], []
+    xs, ys, tasks = [], [], []
     for task, _, node in index.nodes():
         for action, child in node.children.items():
             if child.diverged:
                 continue
             m = child.metrics
-            obs.append(node.obs[:len(OBSERVATION_NAMES)])
-            actions.append(action)
+            xs.append(features(node.obs, ranks[action], lrs[action]))
             ys.append([m.accuracy, m.f1, min(m.val_loss, LOSS_CAP), min(m.train_loss, LOSS_CAP)])
             tasks.append(task)
-    before = np.array(obs, dtype=np.float64).reshape(-1, len(OBSERVATION_NAMES))
-    a = np.array(actions, dtype=np.int64)
-    X = features(before, ranks[a], lrs[a])
+    X = np.array(xs, dtype=np.float64).reshape(-1, len(OBSERVATION_NAMES) + 5)
     Y = np.array(ys, dtype=np.float64).reshape(-1, len(TARGET_NAMES))
-    Y[:, :3] -= before[:, _DELTA_SLOTS]
+    Y[:, :3] -= X[:, _DELTA_SLOTS]
     return X, Y, tasks
 
 
@@ -117,16 +105,15 @@ def fit_models(X: np.ndarray, Y: np.ndarray, kind: str = "ensemble") -> Regresso
     return (RandomFeatureEnsemble() if kind == "ensemble" else NearestNeighbours()).fit(X, Y)
 
 
-def predict_metrics(model: Regressor, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Next (accuracy, f1, val_loss, train_loss) for inputs X and their uncertainties.
+def next_metrics(x: list[float], predicted: list[float]) -> Metrics:
+    """The metrics after a step of inputs `x` whose targets were `predicted`.
 
-    Metrics are clipped to valid ranges; the uncertainty is the regressor's standard deviation
-    of the accuracy change.
+    They are clipped to valid ranges: [0, 1] for scores, [0, LOSS_CAP] for losses.
     """
-    mean, std = model.predict(X)
-    out = mean.reshape(len(X), len(TARGET_NAMES))
-    out[:, :3] += X[:, _DELTA_SLOTS]
-    return np.minimum(np.maximum(out, 0.0, out=out), _UPPER, out=out), std
+    acc, f1, val_loss = (x[slot] + change
+                         for slot, change in zip(_DELTA_SLOTS, predicted[:3], strict=True))
+    return Metrics(min(max(acc, 0.0), 1.0), min(max(f1, 0.0), 1.0),
+                   min(max(val_loss, 0.0), LOSS_CAP), min(max(predicted[3], 0.0), LOSS_CAP))
 
 
 class Surrogate:
@@ -161,11 +148,10 @@ class Surrogate:
         return child
 
     def _child(self, task: str, node: Node, action: int) -> Node:
-        ranks, lrs = self._positions
-        x = features(node.obs[None, :len(OBSERVATION_NAMES)], ranks[action:action + 1],
-                     lrs[action:action + 1])
-        predicted, uncertainty = predict_metrics(self.models, x)
-        acc, f1, val_loss, train_loss = predicted[0].tolist()
+        rank_position, lr_position = self._positions[0][action], self._positions[1][action]
+        x = features(node.obs, rank_position, lr_position)
+        predicted, uncertainty = self.models.predict(np.array([x]))
+        metrics = next_metrics(x, predicted[0].tolist())
         rank, lr = self.grid.decode(action)
         cost = self._costs.get((task, rank))
         if cost is None:
@@ -173,9 +159,8 @@ class Surrogate:
                 self.tokens.get(task, self.tokens[""]), rank, self.config)
         t, cost_so_far = len(node.prefix) + 1, node.cost_so_far + cost
         prev_acc = node.metrics.accuracy if math.isfinite(node.metrics.accuracy) else 0.0
-        metrics = Metrics(acc, f1, val_loss, train_loss)
-        values = state_values(metrics, acc - prev_acc, cost_so_far, t, self.config.episode_length,
-                              float(ranks[action]), float(lrs[action]))
+        values = state_values(metrics, metrics.accuracy - prev_acc, cost_so_far, t,
+                              self.config.episode_length, rank_position, lr_position)
         extra = self.config.extra_observations  # not predicted: the last observed values
         obs = build_observation({**values, **carried_features(node.obs),
                                  **carried_monitor(node.obs, extra)}, with_monitor(extra))
