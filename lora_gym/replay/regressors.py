@@ -59,16 +59,19 @@ class RandomFeatureEnsemble:
             solved = np.linalg.solve(P.T @ P + self.ridge * n * np.eye(H + 1), P.T @ T[rows])
             V[m], c[m] = solved[:-1], solved[-1]
         # Inputs: (X - x_mean) / x_scale @ W + b == X @ W' + b'. Outputs: one matrix R whose
-        # first K columns give the members' mean of every target and whose next M columns give
-        # each member's first target (block-diagonal), both rescaled to target units.
+        # first K columns give the members' mean of every target (in target units) and whose
+        # next M columns give each member's deviation of the first target from that mean,
+        # divided by sqrt(M) so that the norm of a row's deviations is their standard deviation.
         self.W, self.b = W / x_scale[:, None], b - (x_mean / x_scale) @ W
         K = T.shape[1]
         self.R = np.zeros((M * H, K + M))
         self.R[:, :K] = (V * y_scale).reshape(M * H, K) / M
+        self.r = np.concatenate([c.mean(axis=0) * y_scale + y_mean, np.zeros(M)])
         for m in range(M):
-            self.R[m * H:(m + 1) * H, K + m] = V[m, :, 0] * y_scale[0]
-        self.r = np.concatenate([c.mean(axis=0) * y_scale + y_mean,
-                                 c[:, 0] * y_scale[0] + y_mean[0]])
+            self.R[m * H:(m + 1) * H, K + m] = V[m, :, 0] * y_scale[0] / np.sqrt(M)
+            self.r[K + m] = (c[m, 0] * y_scale[0] + y_mean[0]) / np.sqrt(M)
+        self.R[:, K:] -= self.R[:, :1] / np.sqrt(M)
+        self.r[K:] -= self.r[0] / np.sqrt(M)
         self.n_targets = K
         return self
 
@@ -80,8 +83,7 @@ class RandomFeatureEnsemble:
         out = P @ self.R
         out += self.r
         K = self.n_targets
-        spread = out[:, K:] - out[:, :1]
-        return out[:, :K], np.sqrt(np.einsum("ij,ij->i", spread, spread) / self.members)
+        return out[:, :K], np.sqrt(np.einsum("ij,ij->i", out[:, K:], out[:, K:]))
 
 
 class NearestNeighbours:

@@ -110,10 +110,11 @@ def next_metrics(x: list[float], predicted: list[float]) -> Metrics:
 
     They are clipped to valid ranges: [0, 1] for scores, [0, LOSS_CAP] for losses.
     """
-    acc, f1, val_loss = (x[slot] + change
-                         for slot, change in zip(_DELTA_SLOTS, predicted[:3], strict=True))
+    d_acc, d_f1, d_val_loss, train_loss = predicted
+    acc, f1, val_loss = x[_DELTA_SLOTS[0]] + d_acc, x[_DELTA_SLOTS[1]] + d_f1, \
+        x[_DELTA_SLOTS[2]] + d_val_loss
     return Metrics(min(max(acc, 0.0), 1.0), min(max(f1, 0.0), 1.0),
-                   min(max(val_loss, 0.0), LOSS_CAP), min(max(predicted[3], 0.0), LOSS_CAP))
+                   min(max(val_loss, 0.0), LOSS_CAP), min(max(train_loss, 0.0), LOSS_CAP))
 
 
 class Surrogate:
