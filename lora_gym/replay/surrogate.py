@@ -12,7 +12,8 @@ predicts divergence.
 
 Every predicted step is memoised (its child node is kept), so an episode that leaves the table
 along a path seen before costs no prediction; a prediction is one row through a few numpy
-operations (`features` writes the row in place), as a policy seldom revisits a node off the table.
+operations (a policy seldom revisits a node off the table, so batching a node's actions would
+not pay).
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ MIN_ROWS = 8
 """Fewest recorded (non-diverged) steps a surrogate is fitted on."""
 MEMO_LIMIT = 50_000
 """Predicted nodes kept before every memoised surrogate node is dropped (bounds memory; about
-0.6 kB a node)."""
+1 kB a node)."""
 TARGET_NAMES: tuple[str, ...] = ("delta_accuracy", "delta_f1", "delta_val_loss", "train_loss")
 """The regressors' targets, in column order."""
 _I = {name: i for i, name in enumerate(OBSERVATION_NAMES)}
