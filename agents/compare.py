@@ -27,7 +27,7 @@ import gymnasium as gym
 
 import lora_gym  # noqa: F401 - registers the env ids
 from agents import baselines, report, search
-from agents.evaluate import evaluate
+from agents.evaluate import evaluate, split_tasks
 from agents.zoo_args import StoreDict
 from lora_gym.cli.args import int_at_least
 from lora_gym.envs.grid_actions import grid_actions
@@ -90,7 +90,10 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     started = time.perf_counter()
     env = grid_actions(gym.make(args.env, **args.env_kwargs))
-    tasks = [t.name for t in env.unwrapped.task_set.tasks(args.split)]
+    tasks = split_tasks(env, args.split)
+    if not tasks:
+        raise SystemExit(f"{args.env}: no {args.split!r} task can be played (a replay table "
+                         "needs their recorded resets; record them with `lora-gym record`)")
     seeds = list(range(args.seed, args.seed + args.seeds))
     policies, grid, search_episodes = build_policies(env, args, tasks, seeds)
     results = evaluate(env, policies, tasks, seeds, progress=not args.no_progress,

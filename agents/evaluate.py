@@ -10,7 +10,8 @@ from tqdm import tqdm
 
 from lora_gym.rollout import EpisodeResult, run_episode
 
-__all__ = ["EpisodeResult", "evaluate", "fixed_action_returns", "run_episode", "static_returns"]
+__all__ = ["EpisodeResult", "evaluate", "fixed_action_returns", "run_episode", "split_tasks",
+           "static_returns"]
 
 
 def evaluate(env, policies: dict[str, Any], tasks: list[str], seeds: list[int],
@@ -70,3 +71,15 @@ def static_returns(grid_returns: np.ndarray, stop: bool) -> np.ndarray:
     With a stop action every (pair, segments) is reachable; without, only full episodes.
     """
     return grid_returns.ravel() if stop else grid_returns[:, -1]
+
+
+def split_tasks(env, split: str) -> list[str]:
+    """The tasks of `split` that `env` can play: all of them live, the recorded ones on replay.
+
+    A replay env can only start episodes whose reset it holds; the others are left out.
+    """
+    names = [t.name for t in env.unwrapped.task_set.tasks(split)]
+    index = getattr(env.unwrapped, "index", None)
+    if index is None or getattr(env.unwrapped, "miss", None) == "live":
+        return names
+    return [name for name in names if index.seeds(name)]

@@ -12,7 +12,7 @@ import numpy as np
 from tqdm import tqdm
 
 from agents.baselines import FixedPolicy, SequencePolicy, TaskTablePolicy
-from agents.evaluate import fixed_action_returns, run_episode, static_returns
+from agents.evaluate import fixed_action_returns, run_episode, split_tasks, static_returns
 from lora_gym.policies import Policy, PolicyContext, register_policy
 
 SEARCH_SEED = 10_000
@@ -43,7 +43,7 @@ def train_grid(ctx: PolicyContext) -> dict[str, np.ndarray]:
         if ctx.env is None:
             raise ValueError("best-static and patience search the training tasks: they need an "
                              "env (run them through `lora-gym compare`)")
-        tasks = [t.name for t in ctx.env.unwrapped.task_set.tasks("train")]
+        tasks = split_tasks(ctx.env, "train")
         grid = fixed_action_returns(ctx.env, tasks, [SEARCH_SEED + ctx.seed], ctx.progress)
         ctx.cache["train_grid"] = grid
         mean = np.mean(list(grid.values()), axis=0)
