@@ -11,7 +11,7 @@ A run writes ``<log folder>/<algo>/<env>_<N>/``:
 ``<env>.zip`` (final model), ``best_model.zip``, ``evaluations.npz``, ``vecnormalize.pkl``,
 ``0.monitor.csv``, checkpoints ``rl_model_<steps>_steps.zip`` and ``<env>/{args,config,
 env_config}.yml``; TensorBoard logs go to ``-tb``. ``--curriculum envs_configs/curriculum.yml``
-switches env settings at given timesteps (seed 000's curriculum; see `agents.curriculum`).
+switches env settings at given timesteps (seed 000's curriculum; see `lora_gym_agents.curriculum`).
 """
 
 from __future__ import annotations
@@ -23,11 +23,11 @@ import re
 from pathlib import Path
 
 import yaml
+from lora_gym_agents.algos import ALGOS, check_action_space
+from lora_gym_agents.curriculum import CurriculumCallback, CurriculumEnv, load_curriculum
+from lora_gym_agents.zoo_args import StoreDict
 
 import lora_gym  # noqa: F401 - registers the env ids
-from agents.algos import ALGOS, check_action_space
-from agents.curriculum import CurriculumCallback, CurriculumEnv, load_curriculum
-from agents.zoo_args import StoreDict
 from lora_gym.cli.args import int_at_least
 
 SPECIAL_KEYS = ("n_timesteps", "policy", "n_envs", "normalize")
@@ -137,11 +137,10 @@ def make_env(args, env_kwargs: dict, n_envs: int, normalize, seed: int, monitor_
 
 def main(argv: list[str] | None = None) -> Path:
     """Train, evaluate and save; returns the run folder."""
+    from lora_gym_agents.callbacks import LoRAInfoCallback
     from stable_baselines3.common.callbacks import CheckpointCallback, EvalCallback
     from stable_baselines3.common.utils import set_random_seed
     from stable_baselines3.common.vec_env import VecNormalize
-
-    from agents.callbacks import LoRAInfoCallback
 
     args = parse_args(argv)
     check_algo(args)

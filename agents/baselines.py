@@ -2,7 +2,7 @@
 
 The basic ones (fixed/PEFT default, random, schedule, patience, a trained SB3 agent) live in
 `lora_gym.policies` and are re-exported here; this module adds the search-based ones that know
-the task (the per-task oracle, a searched action sequence). `agents.evaluate` calls
+the task (the per-task oracle, a searched action sequence). `lora_gym_agents.evaluate` calls
 ``begin_episode(task, seed)`` after every reset.
 """
 

@@ -24,11 +24,11 @@ import time
 from pathlib import Path
 
 import gymnasium as gym
+from lora_gym_agents import baselines, report, search
+from lora_gym_agents.evaluate import evaluate, split_tasks
+from lora_gym_agents.zoo_args import StoreDict
 
 import lora_gym  # noqa: F401 - registers the env ids
-from agents import baselines, report, search
-from agents.evaluate import evaluate, split_tasks
-from agents.zoo_args import StoreDict
 from lora_gym.cli.args import int_at_least
 from lora_gym.envs.grid_actions import grid_actions
 from lora_gym.policies import POLICIES, PolicyContext, make_policies

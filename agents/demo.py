@@ -4,8 +4,8 @@
    the config (by default: MiniLM on the default task set's ~100 task variants, recorded live
    with ``lora-gym record``), on the *train* tasks; evaluation during training, which picks
    ``best_model.zip``, runs on the *val* split (held-out variants of the training corpora).
-2. Score PPO against the baselines (`agents.compare`) on the held-out test tasks of the replay
-   env: return, final accuracy, cost and segments used with bootstrap CIs, and the paired
+2. Score PPO against the baselines (`lora_gym_agents.compare`) on the held-out test tasks of
+   the replay env: return, final accuracy, cost and segments used with bootstrap CIs, and the paired
    differences PPO - best-static and PPO - patience (steps off the table come from the
    surrogate; ``info["source"]`` counts them).
 3. Run a few of PPO's and the default's episodes on the live `LoRATune-v0` and compare them with
@@ -21,7 +21,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from agents import compare
+from lora_gym_agents import compare
+
 from lora_gym.cli.args import int_at_least
 from lora_gym.core.actions import ActionGrid
 from lora_gym.core.config import resolve_config

@@ -49,7 +49,7 @@ def fixed_action_returns(env, tasks: list[str], seeds: list[int], progress: bool
     earns the reward of no change at zero cost: 0 for the built-in rewards). Without a stop
     action only the last column is a reachable configuration; see `static_returns`.
     """
-    from agents.baselines import FixedPolicy
+    from lora_gym_agents.baselines import FixedPolicy
 
     grid, T = env.unwrapped.grid, env.unwrapped.config.episode_length
     out = {}

@@ -9,10 +9,10 @@ live) and their episodes are counted in ``policy.search_episodes``.
 from __future__ import annotations
 
 import numpy as np
+from lora_gym_agents.baselines import FixedPolicy, SequencePolicy, TaskTablePolicy
+from lora_gym_agents.evaluate import fixed_action_returns, run_episode, split_tasks, static_returns
 from tqdm import tqdm
 
-from agents.baselines import FixedPolicy, SequencePolicy, TaskTablePolicy
-from agents.evaluate import fixed_action_returns, run_episode, split_tasks, static_returns
 from lora_gym.policies import Policy, PolicyContext, register_policy
 
 SEARCH_SEED = 10_000

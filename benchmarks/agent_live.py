@@ -30,11 +30,11 @@ import json
 from pathlib import Path
 
 import gymnasium as gym
+from lora_gym_agents import report, search  # noqa: F401 - registers the search baselines
+from lora_gym_agents.evaluate import evaluate
+from lora_gym_agents.improve import init_store
 
 import lora_gym  # noqa: F401
-from agents import report, search  # noqa: F401 - registers the search baselines
-from agents.evaluate import evaluate
-from agents.improve import init_store
 from lora_gym.cli.sim2real import EpisodePair, format_summary, summarise
 from lora_gym.core.config import resolve_config
 from lora_gym.policies import PolicyContext, SB3Policy, make_policies

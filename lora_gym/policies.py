@@ -1,14 +1,16 @@
 """Basic policies for `LoRATune-v0` and the registry of every policy, name -> factory.
 
 Every policy has SB3's ``predict(obs, state=None, episode_start=None, deterministic=True)``, so
-one evaluation (`agents.evaluate`) scores them and an SB3 model alike, and ``act(obs) -> int``
-for a single observation. ``begin_episode(task, seed)`` is called after every reset; it makes each
-policy deterministic per episode -- its actions are fixed by (policy, task, reset seed) -- which
-lets ``lora-gym record`` tell from a store alone whether an episode is already recorded.
+one evaluation (`lora_gym_agents.evaluate`) scores them and an SB3 model alike, and
+``act(obs) -> int`` for a single observation. ``begin_episode(task, seed)`` is called after every
+reset; it makes each policy deterministic per episode -- its actions are fixed by (policy, task,
+reset seed) -- which lets ``lora-gym record`` tell from a store alone whether an episode is
+already recorded.
 
 `POLICIES` maps a name to a factory ``(PolicyContext) -> list[Policy]``, like `REWARDS`: the
 basic ones are registered here, the search-based ones (best-static, oracle, Optuna) by
-`agents.search`. ``lora-gym record``, ``compare`` and the benchmarks all build policies from it.
+`lora_gym_agents.search`. ``lora-gym record``, ``compare`` and the benchmarks all build policies
+from it.
 """
 
 from __future__ import annotations

@@ -3,10 +3,10 @@
 import gymnasium as gym
 import numpy as np
 import pytest
+from lora_gym_agents import baselines, report
+from lora_gym_agents.evaluate import evaluate, run_episode
 
 import lora_gym  # noqa: F401
-from agents import baselines, report
-from agents.evaluate import evaluate, run_episode
 from lora_gym.core.observation import OBSERVATION_NAMES
 from tests.conftest import TINY
 
@@ -94,7 +94,7 @@ def test_patience_stops_when_accuracy_stalls():
 
 
 def test_static_search_covers_segments():
-    from agents.search import best_triple
+    from lora_gym_agents.search import best_triple
 
     returns = np.array([[0.1, 0.5, 0.4], [0.2, 0.3, 0.45]])
     assert best_triple(returns, stop=True) == (0, 2)

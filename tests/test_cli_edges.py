@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from lora_gym_agents import compare, demo
 
 import train_agent
-from agents import compare, demo
 from lora_gym.cli import live_demo, recommend, record, sim2real
 
 ROOT = Path(__file__).parents[1]

@@ -3,8 +3,8 @@
 import csv
 
 import pytest
+from lora_gym_agents.curriculum import CurriculumEnv, Stage, load_curriculum
 
-from agents.curriculum import CurriculumEnv, Stage, load_curriculum
 from lora_gym.tasks.sets import load_task_set
 from tests.conftest import ROOT, TINY
 

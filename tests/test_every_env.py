@@ -10,10 +10,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from lora_gym_agents import compare
 
 import lora_gym
 import train_agent
-from agents import compare
 from lora_gym.cli import recommend, sim2real
 
 ROOT = Path(__file__).parents[1]

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 from gymnasium.utils.env_checker import check_env
+from lora_gym_agents.callbacks import LoRAInfoCallback
 from stable_baselines3.common.logger import Logger
 
 import lora_gym  # noqa: F401
-from agents.callbacks import LoRAInfoCallback
 from lora_gym.core.config import EnvConfig
 from lora_gym.core.errors import ConfigError
 from lora_gym.core.monitoring import MONITOR_NAMES, monitor_values

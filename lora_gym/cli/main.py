@@ -13,9 +13,9 @@ import importlib
 import sys
 
 COMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("agents.demo", "the main job: PPO on the shipped table, compared, checked live"),
-    "improve": ("agents.improve", "train on replay, run live and record, refit, retrain"),
-    "compare": ("agents.compare", "score baselines and trained agents on the test tasks"),
+    "demo": ("lora_gym_agents.demo", "the main job: PPO on the table, compared, checked live"),
+    "improve": ("lora_gym_agents.improve", "train on replay, run live and record, refit, retrain"),
+    "compare": ("lora_gym_agents.compare", "score baselines and trained agents on the test tasks"),
     "record": ("lora_gym.cli.record", "record live episodes of policies into a store"),
     "sim2real": ("lora_gym.cli.sim2real", "a policy's episodes on the replay vs the live env"),
     "pack": ("lora_gym.cli.pack", "pack a recorded store into a shipped table"),
