@@ -47,13 +47,16 @@ def test_bad_values_name_the_field(changes, match):
         EnvConfig.from_dict({**EnvConfig().to_dict(), **changes})
 
 
-def test_yaml_errors_name_the_file(tmp_path):
+@pytest.mark.parametrize(("text", "match"), [
+    ("ranks: [8, 4]\n", r"bad\.yaml: `ranks` must be strictly increasing"),
+    (None, "does not exist"),
+])
+def test_yaml_errors_name_the_file(tmp_path, text, match):
     path = tmp_path / "bad.yaml"
-    path.write_text("ranks: [8, 4]\n")
-    with pytest.raises(ConfigError, match=r"bad\.yaml: `ranks` must be strictly increasing"):
+    if text is not None:
+        path.write_text(text)
+    with pytest.raises(ConfigError, match=match):
         EnvConfig.from_yaml(path)
-    with pytest.raises(ConfigError, match="does not exist"):
-        EnvConfig.from_yaml(tmp_path / "missing.yaml")
 
 
 def test_top_layers():
