@@ -128,3 +128,31 @@ def test_a_stop_off_the_table_never_reaches_the_surrogate():
 def test_pessimism_is_validated(value, error):
     with pytest.raises(error, match="`pessimism`"):
         replay(pessimism=value)
+
+
+def surrogate_step_on(store, split):
+    """The surrogate's observation after leaving the table on synth-a (a train task)."""
+    env = gym.make("LoRATuneReplay-v0", config=TINY, task_split=split, store=store)
+    *_, (obs, _, _, _, info) = leave_the_table(env)
+    assert info["source"] == "surrogate"
+    return obs
+
+
+def test_a_train_split_surrogate_never_learns_from_test_tasks(tmp_path):
+    import shutil
+    import sqlite3
+
+    from lora_gym.replay.tables import resolve_store
+
+    shipped, _ = resolve_store("tiny", CONFIG)
+    without_test = tmp_path / "no-test.sqlite"
+    shutil.copy(shipped, without_test)
+    with sqlite3.connect(without_test) as db:
+        deleted = db.execute("DELETE FROM steps WHERE task = 'synth-c'").rowcount
+    assert deleted > 0
+    for split in ("train", "val"):
+        np.testing.assert_array_equal(surrogate_step_on(shipped, split),
+                                      surrogate_step_on(without_test, split))
+    # the test split's own env does learn from them
+    assert not np.array_equal(surrogate_step_on(shipped, "all"),
+                              surrogate_step_on(without_test, "all"))

@@ -75,6 +75,9 @@ class LoRATuneReplayEnv(gym.Env[np.ndarray, np.int64]):
     |           | runs the step and records it into ``store`` (never into a shipped table)  |
     | surrogate | a model fitted on the table predicts the metrics; the episode stays on it |
 
+    The surrogate of a ``train`` or ``val`` env is fitted without the rows of the test split's
+    tasks (an agent trained and selected on it has seen nothing of a test task); a ``test`` or
+    ``all`` env fits it on every row.
     ``info["source"]`` says where each step came from: ``table``, ``live`` or ``surrogate``;
     ``env.unwrapped.source_counts`` counts them. ``info["uncertainty"]`` is 0.0 on table, live
     and stop steps and, on surrogate steps, the surrogate's standard deviation of the predicted
@@ -285,7 +288,8 @@ class LoRATuneReplayEnv(gym.Env[np.ndarray, np.int64]):
             if self._surrogate is None:
                 from lora_gym.replay.surrogate import Surrogate
 
-                self._surrogate = Surrogate(self.index, self.config, self.surrogate_kind)
+                self._surrogate = Surrogate(self.index, self.config, self.surrogate_kind,
+                                            self._held_out())
             child = self._surrogate.step(self._task, node, action, on_table=not self._off_table)
             self._off_table = True
             return child
@@ -298,6 +302,12 @@ class LoRATuneReplayEnv(gym.Env[np.ndarray, np.int64]):
         found = self.index.get(self._task, self._seed, prefix)
         assert found is not None, "the live fallback recorded no row for the key"
         return found
+
+    def _held_out(self) -> frozenset[str]:
+        """Tasks the surrogate must not learn from: the test split, unless the env plays it."""
+        if self.config.task_split in ("test", "all"):
+            return frozenset()
+        return frozenset(t.name for t in self.task_set.tasks("test"))
 
     def _add_live_record(self, rec: StepRecord) -> None:
         node = Node.from_record(rec)

@@ -74,15 +74,17 @@ def action_positions(grid: ActionGrid) -> tuple[list[float], list[float]]:
     return [grid.rank_position(r) for r, _ in pairs], [grid.lr_position(lr) for _, lr in pairs]
 
 
-def training_data(index: TableIndex, grid: ActionGrid
+def training_data(index: TableIndex, grid: ActionGrid, exclude: frozenset[str] = frozenset()
                   ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Inputs X, targets Y (columns `TARGET_NAMES`) and the task of every recorded step.
 
-    Diverged steps are left out (their metrics are not numbers).
+    Diverged steps and the steps of the tasks in `exclude` are left out.
     """
     ranks, lrs = action_positions(grid)
     xs, ys, tasks = [], [], []
     for task, _, node in index.nodes():
+        if task in exclude:
+            continue
         for action, child in node.children.items():
             if child.diverged:
                 continue
@@ -119,12 +121,18 @@ def next_metrics(x: list[float], predicted: list[float]) -> Metrics:
 
 
 class Surrogate:
-    """Steps an episode off the table: predicted metrics, analytic cost, rebuilt observation."""
+    """Steps an episode off the table: predicted metrics, analytic cost, rebuilt observation.
 
-    def __init__(self, index: TableIndex, config: EnvConfig, kind: str = "ensemble") -> None:
+    ``exclude`` names tasks whose recorded steps the regressors must not learn from: a replay
+    env of the train or val split excludes the test split's tasks, so that the simulator an
+    agent is trained and selected on has never seen a test task.
+    """
+
+    def __init__(self, index: TableIndex, config: EnvConfig, kind: str = "ensemble",
+                 exclude: frozenset[str] = frozenset()) -> None:
         self.config, self.kind = config, kind
         self.grid = ActionGrid.of(config)
-        X, Y, _ = training_data(index, self.grid)
+        X, Y, _ = training_data(index, self.grid, exclude)
         self.models = fit_models(X, Y, kind)
         self.tokens = _tokens_per_segment(index, config)
         self._positions = action_positions(self.grid)
