@@ -85,8 +85,9 @@ def main(argv: list[str] | None = None) -> dict:
              "|---|---|---|---|---|"]
     for (cand, model), by in sorted(rows.items()):
         bs, pa = by.get("best-static", []), by.get("patience", [])
-        lines.append(f"| {cand} | {model} | {np.mean(bs):+.4f} ({', '.join(f'{x:+.3f}' for x in bs)})"
-                     f" | {np.mean(pa):+.4f} | {len(bs)} |")
+        each = ", ".join(f"{x:+.3f}" for x in bs)
+        lines.append(f"| {cand} | {model} | {np.mean(bs):+.4f} ({each}) | {np.mean(pa):+.4f} "
+                     f"| {len(bs)} |")
     print("\nval split, paired differences in return:\n" + "\n".join(lines))
     (out / "selection.md").write_text("\n".join(lines) + "\n")
     return rows
