@@ -46,8 +46,9 @@ SELECTION_GRID = [(h, ridge, scale) for h in (64, 256, 512) for ridge in (0.001,
 
 
 def r2(y: np.ndarray, pred: np.ndarray) -> float:
-    """Coefficient of determination of `pred` for `y`."""
-    return float(1.0 - ((y - pred) ** 2).sum() / ((y - y.mean()) ** 2).sum())
+    """Coefficient of determination of `pred` for `y` (NaN when `y` is constant)."""
+    spread = ((y - y.mean()) ** 2).sum()
+    return float(1.0 - ((y - pred) ** 2).sum() / spread) if spread > 0 else float("nan")
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
