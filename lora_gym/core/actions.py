@@ -1,4 +1,4 @@
-"""The discrete action grid of the LoRA-tuning environment: (rank, learning rate) pairs."""
+"""The discrete action grid of the LoRA-tuning environment: (rank, learning rate[, steps])."""
 
 from __future__ import annotations
 
@@ -8,28 +8,42 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class ActionGrid:
-    """A discrete grid of (rank, lr) pairs, then optionally *stop*.
+    """A discrete grid of (rank, lr) pairs, each with a choice of training steps, then *stop*.
 
-    Action ``i * len(lrs) + j`` is (r_i, lr_j); with ``stop``, action ``len(ranks) * len(lrs)``
-    (the last one) ends the episode without training. Appending stop keeps every pair's index,
-    so recorded action prefixes stay valid with or without it.
+    Without step choices (``steps=()``), action ``i * len(lrs) + j`` is (r_i, lr_j) and trains
+    ``base_steps``; with them, action ``(i * len(lrs) + j) * len(steps) + k`` is (r_i, lr_j)
+    training ``steps[k]``. With ``stop``, the last action ends the episode without training.
+    Appending stop keeps every other action's index, so recorded action prefixes stay valid with
+    or without it.
 
     >>> grid = ActionGrid((2, 4), (1.0e-4, 1.0e-3), stop=True)
     >>> grid.decode(3), grid.stop_action, len(grid)
     ((4, 0.001), 4, 5)
+    >>> grid = ActionGrid((2, 4), (1.0e-4, 1.0e-3), steps=(10, 20), base_steps=20)
+    >>> grid.decode(3), grid.steps_of(3), grid.encode(4, 1.0e-4), len(grid)
+    ((2, 0.001), 20, 5, 8)
     """
 
     ranks: tuple[int, ...]
     learning_rates: tuple[float, ...]
     stop: bool = False
+    steps: tuple[int, ...] = ()
+    """Optimizer steps an action can train (empty: every action trains ``base_steps``)."""
+    base_steps: int = 0
+    """The config's ``steps_per_action``: what `encode` picks when no steps are given."""
 
     def __len__(self) -> int:
         return self.n_pairs + int(self.stop)
 
     @property
+    def n_steps(self) -> int:
+        """Number of training-step choices per (rank, lr) pair (1 without choices)."""
+        return len(self.steps) or 1
+
+    @property
     def n_pairs(self) -> int:
-        """Number of (rank, lr) actions (every action but stop)."""
-        return len(self.ranks) * len(self.learning_rates)
+        """Number of training actions: (rank, lr) pairs times step choices (all but stop)."""
+        return len(self.ranks) * len(self.learning_rates) * self.n_steps
 
     @property
     def stop_action(self) -> int | None:
@@ -46,24 +60,44 @@ class ActionGrid:
             what = " (the stop action has no rank or lr)" if self.is_stop(action) else ""
             raise ValueError(f"a (rank, lr) action must be in [0, {self.n_pairs}), "
                              f"got {action!r}{what}")
-        i, j = divmod(int(action), len(self.learning_rates))
+        i, j = divmod(int(action) // self.n_steps, len(self.learning_rates))
         return self.ranks[i], self.learning_rates[j]
 
-    def encode(self, rank: int, lr: float) -> int:
-        """The action index of a (rank, learning rate) pair of the grid."""
+    def steps_of(self, action: int) -> int:
+        """The optimizer steps a training action trains."""
+        self.decode(action)  # validates the index
+        return self.steps[int(action) % self.n_steps] if self.steps else self.base_steps
+
+    def encode(self, rank: int, lr: float, steps: int | None = None) -> int:
+        """The action index of (rank, learning rate) training `steps` (default ``base_steps``)."""
         if rank not in self.ranks or lr not in self.learning_rates:
             raise ValueError(f"({rank}, {lr}) is not in the grid: ranks {list(self.ranks)}, "
                              f"learning rates {list(self.learning_rates)}")
-        return self.ranks.index(rank) * len(self.learning_rates) + self.learning_rates.index(lr)
+        pair = self.ranks.index(rank) * len(self.learning_rates) + self.learning_rates.index(lr)
+        steps = self.base_steps if steps is None else steps
+        if not self.steps:
+            if steps != self.base_steps:
+                raise ValueError(f"this grid has no steps choices: every action trains "
+                                 f"{self.base_steps} steps, got steps={steps}")
+            return pair
+        if steps not in self.steps:
+            raise ValueError(f"steps={steps} is not a steps choice of the grid: {list(self.steps)}")
+        return pair * self.n_steps + self.steps.index(steps)
 
     @classmethod
     def of(cls, config) -> ActionGrid:
-        """The grid of an `EnvConfig` (ranks, learning rates, stop action)."""
-        return cls(tuple(config.ranks), tuple(config.learning_rates), bool(config.stop_action))
+        """The grid of an `EnvConfig` (ranks, learning rates, stop action, steps choices)."""
+        return cls(tuple(config.ranks), tuple(config.learning_rates), bool(config.stop_action),
+                   tuple(config.steps_choices), int(config.steps_per_action))
 
     def pairs(self) -> list[tuple[int, float]]:
-        """All (rank, lr) pairs in action order."""
-        return list(itertools.product(self.ranks, self.learning_rates))
+        """The (rank, lr) of every training action, in action order."""
+        return [pair for pair in itertools.product(self.ranks, self.learning_rates)
+                for _ in range(self.n_steps)]
+
+    def steps_position(self, steps: int) -> float:
+        """The steps choice's index scaled to [0, 1] (0 without choices)."""
+        return _position(self.steps.index(steps), len(self.steps)) if self.steps else 0.0
 
     def rank_position(self, rank: int) -> float:
         """The rank's index in the grid scaled to [0, 1]."""

@@ -54,6 +54,11 @@ class EnvConfig:
     the (rank, lr) grid)."""
     steps_per_action: int = 20
     """Optimizer steps trained after each action (K)."""
+    steps_choices: tuple[int, ...] = ()
+    """Training steps as a choice (seed 000): optimizer steps an action can train, strictly
+    increasing and including `steps_per_action` (the steps of the baselines' segments); every
+    (rank, lr) pair of the grid is offered with each. Empty (default): every action trains
+    `steps_per_action` steps."""
     batch_size: int = 32
     """Training batch size."""
     max_length: int = 64
@@ -136,6 +141,11 @@ class EnvConfig:
             value = getattr(self, name)
             if value < 0 or not math.isfinite(value):
                 raise ConfigError(f"`{name}` must be a finite number >= 0, got {value!r}")
+        if self.steps_choices:
+            _check_increasing("steps_choices", self.steps_choices, positive=True)
+            if self.steps_per_action not in self.steps_choices:
+                raise ConfigError(f"`steps_choices` must include `steps_per_action` "
+                                  f"({self.steps_per_action}), got {list(self.steps_choices)}")
         if not self.target_modules:
             raise ConfigError("`target_modules` must name at least one module, got ()")
         self.top_layers  # noqa: B018 - validates `lora_layers`

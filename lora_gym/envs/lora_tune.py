@@ -69,6 +69,11 @@ class LoRATuningEnv(gym.Env[np.ndarray, np.int64]):
     | 15  | 16   | 3.0e-3        |
     | 16  | stop | -             |
 
+    With ``steps_choices`` (e.g. ``[10, 20, 40]``, seed 000's training steps as an action; off by
+    default) every pair is offered with each number of optimizer steps: action
+    ``(i * len(learning_rates) + j) * len(steps_choices) + k`` trains ``steps_choices[k]`` steps
+    (`lora_gym.core.actions.ActionGrid`), and the cost grows with them (it counts tokens).
+
     ## Observation Space
     `Box(low, high, (16,), float32)`; names in ``env.unwrapped.observation_names``:
 
@@ -147,10 +152,13 @@ class LoRATuningEnv(gym.Env[np.ndarray, np.int64]):
 
     ## Version History
     * v0: Initial version: (rank, lr) grid actions, continue semantics, weight-preserving resize;
-      a final stop action (``stop_action``, on by default).
+      a final stop action (``stop_action``, on by default); optional ``steps_choices``.
     """
 
     metadata = {"render_modes": ["ansi"]}
+    takes_steps_choices = True
+    """Whether the action can choose the training steps (``steps_choices``); the
+    ``MultiDiscrete`` variants cannot."""
 
     def __init__(self, config: Any = None, render_mode: str | None = None, **overrides: Any):
         self.config: EnvConfig = resolve_config(config, **overrides)
@@ -158,6 +166,11 @@ class LoRATuningEnv(gym.Env[np.ndarray, np.int64]):
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or "
                              f"None, got {render_mode!r}")
         self.render_mode = render_mode
+        if self.config.steps_choices and not self.takes_steps_choices:
+            raise ValueError(f"`steps_choices` is a choice of the Discrete action of "
+                             f"LoRATune-v0; {type(self).__name__} trains `steps_per_action` "
+                             f"steps per action: leave `steps_choices` empty, got "
+                             f"{list(self.config.steps_choices)}")
         self.grid = ActionGrid.of(self.config)
         self.action_space = self._action_space()
         spec = (OBSERVATION_SPEC + self._extra_observation_spec()
@@ -229,9 +242,10 @@ class LoRATuningEnv(gym.Env[np.ndarray, np.int64]):
         started = time.perf_counter()
         if self._is_stop(action):
             return self._stop(started)
+        steps = self._train_steps(action)
         rank, lr = self._apply_action(action)
         prev = self._metrics
-        segment = self.session.train(rank, lr, self.config.steps_per_action)
+        segment = self.session.train(rank, lr, steps)
         cost = segment_cost(segment.tokens, self.session.adapter.trainable_rank(), self.config)
         self._t += 1
         self._cost += cost
@@ -314,6 +328,12 @@ class LoRATuningEnv(gym.Env[np.ndarray, np.int64]):
     def _stop_dims(self) -> list[int]:
         """The `MultiDiscrete` variants' last entry, 0 = train, 1 = stop (if there is stop)."""
         return [2] if self.config.stop_action else []
+
+    def _train_steps(self, action) -> int:
+        """The optimizer steps of `action`: its ``steps_choices`` entry or ``steps_per_action``."""
+        if not self.config.steps_choices:
+            return self.config.steps_per_action
+        return self.grid.steps_of(int(action))
 
     def _apply_action(self, action) -> tuple[Any, float]:
         """Apply what the action sets besides rank and lr; return ``(rank, lr)`` for the session."""

@@ -80,6 +80,8 @@ class LoRAPerLayerEnv(LoRATuningEnv):
     * v0: Initial version: a rank per layer group plus lr, weight-preserving per-layer resize.
     """
 
+    takes_steps_choices = False
+
     @property
     def n_groups(self) -> int:
         """Number of layer groups with their own rank."""

@@ -86,6 +86,8 @@ class LoRAScopeEnv(LoRATuningEnv):
     * v0: Initial version: (scope, rank, lr) actions over pre-allocated, frozen candidate modules.
     """
 
+    takes_steps_choices = False
+
     def __init__(self, config: Any = None, render_mode: str | None = None, **overrides: Any):
         super().__init__(config, render_mode, **overrides)
         self._parsed = [_within(self.config, scope) for scope in self.config.scopes]

@@ -56,22 +56,30 @@ _DELTA_SLOTS = [_I["val_accuracy"], _I["val_macro_f1"], _I["val_loss"]]
 Regressor = RandomFeatureEnsemble | NearestNeighbours
 
 
-def features(obs: np.ndarray, rank_position: float, lr_position: float) -> list[float]:
+def features(obs: np.ndarray, rank_position: float, lr_position: float,
+             steps_position: float | None = None) -> list[float]:
     """Regressor inputs of one step from observation `obs` with an action at grid positions.
 
     The entries of `OBSERVATION_SPEC` (an env's extra observation entries are not inputs), the
-    action's rank and lr positions, their changes from the current ones, and whether it is the
-    episode's first step.
+    action's rank and lr positions, their changes from the current ones, whether it is the
+    episode's first step and, for a grid with ``steps_choices``, the steps' position.
     """
     o = obs[:len(OBSERVATION_NAMES)].tolist()
-    return [*o, rank_position, lr_position, rank_position - o[_I["rank_position"]],
-            lr_position - o[_I["lr_position"]], float(o[_I["steps_left"]] >= 1.0)]
+    out = [*o, rank_position, lr_position, rank_position - o[_I["rank_position"]],
+           lr_position - o[_I["lr_position"]], float(o[_I["steps_left"]] >= 1.0)]
+    return out if steps_position is None else [*out, steps_position]
 
 
-def action_positions(grid: ActionGrid) -> tuple[list[float], list[float]]:
-    """Rank and lr positions of every (rank, lr) action of the grid, in action order."""
+def action_positions(grid: ActionGrid) -> tuple[list[float], list[float], list[float | None]]:
+    """Rank, lr and steps positions of every training action of the grid, in action order.
+
+    The steps positions are ``None`` for a grid without ``steps_choices`` (not an input then).
+    """
     pairs = grid.pairs()
-    return [grid.rank_position(r) for r, _ in pairs], [grid.lr_position(lr) for _, lr in pairs]
+    steps = [grid.steps_position(grid.steps_of(a)) if grid.steps else None
+             for a in range(grid.n_pairs)]
+    return [grid.rank_position(r) for r, _ in pairs], [grid.lr_position(lr) for _, lr in pairs], \
+        steps
 
 
 def training_data(index: TableIndex, grid: ActionGrid, exclude: frozenset[str] = frozenset()
@@ -80,7 +88,7 @@ def training_data(index: TableIndex, grid: ActionGrid, exclude: frozenset[str] =
 
     Diverged steps and the steps of the tasks in `exclude` are left out.
     """
-    ranks, lrs = action_positions(grid)
+    ranks, lrs, steps = action_positions(grid)
     xs, ys, tasks = [], [], []
     for task, _, node in index.nodes():
         if task in exclude:
@@ -89,10 +97,10 @@ def training_data(index: TableIndex, grid: ActionGrid, exclude: frozenset[str] =
             if child.diverged:
                 continue
             m = child.metrics
-            xs.append(features(node.obs, ranks[action], lrs[action]))
+            xs.append(features(node.obs, ranks[action], lrs[action], steps[action]))
             ys.append([m.accuracy, m.f1, min(m.val_loss, LOSS_CAP), min(m.train_loss, LOSS_CAP)])
             tasks.append(task)
-    X = np.array(xs, dtype=np.float64).reshape(-1, len(OBSERVATION_NAMES) + 5)
+    X = np.array(xs, dtype=np.float64).reshape(-1, len(OBSERVATION_NAMES) + 5 + bool(grid.steps))
     Y = np.array(ys, dtype=np.float64).reshape(-1, len(TARGET_NAMES))
     Y[:, :3] -= X[:, _DELTA_SLOTS]
     return X, Y, tasks
@@ -134,7 +142,7 @@ class Surrogate:
         self.grid = ActionGrid.of(config)
         X, Y, _ = training_data(index, self.grid, exclude)
         self.models = fit_models(X, Y, kind)
-        self.tokens = _tokens_per_segment(index, config)
+        self.tokens = _tokens_per_step(index, config, self.grid)
         self._positions = action_positions(self.grid)
         self._off_table: dict[tuple[Node, int], Node] = {}
         self._costs: dict[tuple[str, int], float] = {}
@@ -158,15 +166,16 @@ class Surrogate:
         return child
 
     def _child(self, task: str, node: Node, action: int) -> Node:
-        rank_position, lr_position = self._positions[0][action], self._positions[1][action]
-        x = features(node.obs, rank_position, lr_position)
+        rank_position, lr_position, steps_position = (p[action] for p in self._positions)
+        x = features(node.obs, rank_position, lr_position, steps_position)
         predicted, uncertainty = self.models.predict(np.array([x]))
         metrics = next_metrics(x, predicted[0].tolist())
         rank, lr = self.grid.decode(action)
-        cost = self._costs.get((task, rank))
+        steps = self.grid.steps_of(action)
+        cost = self._costs.get((task, rank, steps))
         if cost is None:
-            cost = self._costs[task, rank] = segment_cost(
-                self.tokens.get(task, self.tokens[""]), rank, self.config)
+            cost = self._costs[task, rank, steps] = segment_cost(
+                self.tokens.get(task, self.tokens[""]) * steps, rank, self.config)
         t, cost_so_far = len(node.prefix) + 1, node.cost_so_far + cost
         prev_acc = node.metrics.accuracy if math.isfinite(node.metrics.accuracy) else 0.0
         values = state_values(metrics, metrics.accuracy - prev_acc, cost_so_far, t,
@@ -179,13 +188,15 @@ class Surrogate:
                     float(uncertainty[0]))
 
 
-def _tokens_per_segment(index: TableIndex, config: EnvConfig) -> dict[str, float]:
-    """Mean tokens per recorded segment by task (key ``""``: over all tasks), from the costs."""
+def _tokens_per_step(index: TableIndex, config: EnvConfig, grid: ActionGrid
+                     ) -> dict[str, float]:
+    """Mean tokens per optimizer step by task (key ``""``: over all tasks), from the costs."""
     by_task: dict[str, list[float]] = defaultdict(list)
     for task, _, node in index.nodes():
         if node.prefix and not node.diverged:
-            by_task[task].append(segment_tokens(node.cost, node.rank, config))
+            steps = grid.steps_of(node.prefix[-1])
+            by_task[task].append(segment_tokens(node.cost, node.rank, config) / steps)
     out = {task: float(np.mean(v)) for task, v in by_task.items()}
     every = [x for v in by_task.values() for x in v]
-    out[""] = float(np.mean(every)) if every else reference_tokens(config)
+    out[""] = float(np.mean(every)) if every else reference_tokens(config) / config.steps_per_action
     return out
