@@ -156,3 +156,16 @@ def test_a_train_split_surrogate_never_learns_from_test_tasks(tmp_path):
     # the test split's own env does learn from them
     assert not np.array_equal(surrogate_step_on(shipped, "all"),
                               surrogate_step_on(without_test, "all"))
+
+
+@pytest.mark.parametrize("kind", SURROGATE_KINDS)
+def test_an_input_constant_in_the_fitted_rows_stays_sane(kind):
+    """Rows of a single lr (a float column of rounding noise): another lr predicts moderately."""
+    X, Y, _ = training_data(synthetic_index(), GRID)
+    column = len(OBSERVATION_NAMES) + 1  # the action's lr position
+    X[:, column] = 0.1 + 1e-17 * np.arange(len(X)) % 3  # std ~1e-17, not exactly 0
+    model = fit_models(X, Y, kind)
+    other = X[:5].copy()
+    other[:, column] = 0.9
+    mean, std = model.predict(other)
+    assert np.all(np.abs(mean[:, 0]) < 2.0) and np.all(np.isfinite(std))

@@ -20,9 +20,18 @@ from __future__ import annotations
 import numpy as np
 
 
+MIN_SCALE = 1e-6
+"""Columns whose standard deviation is below this are constant (up to rounding): scale 1."""
+
+
 def _standardiser(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Column means and scales; a constant column (a std of rounding noise) keeps scale 1.
+
+    A column that was constant in the fitted rows (say, one lr recorded) would otherwise be
+    divided by ~1e-15 and turn any other value into an astronomically large input.
+    """
     mean, scale = X.mean(axis=0), X.std(axis=0)
-    scale[scale == 0] = 1.0
+    scale[scale < MIN_SCALE] = 1.0
     return mean, scale
 
 
