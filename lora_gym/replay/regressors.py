@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import numpy as np
 
-
 MIN_SCALE = 1e-6
 """Columns whose standard deviation is below this are constant (up to rounding): scale 1."""
 
