@@ -67,7 +67,9 @@ def features(obs: np.ndarray, rank_position: float, lr_position: float,
     o = obs[:len(OBSERVATION_NAMES)].tolist()
     out = [*o, rank_position, lr_position, rank_position - o[_I["rank_position"]],
            lr_position - o[_I["lr_position"]], float(o[_I["steps_left"]] >= 1.0)]
-    return out if steps_position is None else [*out, steps_position]
+    if steps_position is not None:
+        out.append(steps_position)
+    return out
 
 
 def action_positions(grid: ActionGrid) -> tuple[list[float], list[float], list[float | None]]:
@@ -144,8 +146,9 @@ class Surrogate:
         self.models = fit_models(X, Y, kind)
         self.tokens = _tokens_per_step(index, config, self.grid)
         self._positions = action_positions(self.grid)
+        self._steps = [self.grid.steps_of(a) for a in range(self.grid.n_pairs)]
         self._off_table: dict[tuple[Node, int], Node] = {}
-        self._costs: dict[tuple[str, int], float] = {}
+        self._costs: dict[tuple[str, int, int], float] = {}
         self._predicted = 0
 
     def step(self, task: str, node: Node, action: int, on_table: bool) -> Node:
@@ -171,7 +174,7 @@ class Surrogate:
         predicted, uncertainty = self.models.predict(np.array([x]))
         metrics = next_metrics(x, predicted[0].tolist())
         rank, lr = self.grid.decode(action)
-        steps = self.grid.steps_of(action)
+        steps = self._steps[action]
         cost = self._costs.get((task, rank, steps))
         if cost is None:
             cost = self._costs[task, rank, steps] = segment_cost(
