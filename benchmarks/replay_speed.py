@@ -4,8 +4,9 @@
 
 * index lookups/s: exact-hit ``TableIndex.records[key]`` lookups over every stored key;
 * env steps/s through ``gym.make("LoRATuneReplay-v0")`` on one core (pinned), with and without
-  Gymnasium's passive env checker, for a policy that stays on the table (fixed action 0, which
-  ``--policy grid`` records) and for random actions (table and surrogate mixed), resets included;
+  Gymnasium's passive env checker, for fixed action 0 (on the table where ``--policy grid``
+  recorded the reset's task, else the surrogate's: the printed share says which) and for random
+  actions (table and surrogate mixed), resets included;
 * the same for random actions with each surrogate kind (``--kinds``; random actions leave the
   table after a step or two, so most steps are the surrogate's).
 
@@ -82,7 +83,7 @@ def main() -> None:
         for checker in (False, True):
             rate, hit = steps_per_second(args.config, args.store, checker, random_actions,
                                          args.steps)
-            label = (f"env steps/s, {'random' if random_actions else 'on-table'} actions, "
+            label = (f"env steps/s, {'random' if random_actions else 'fixed-0'} actions, "
                      f"checker {'on' if checker else 'off'} ({hit:.0%} table)")
             print(f"{label:<46} {rate:>12,.0f}")
     for kind in args.kinds:
