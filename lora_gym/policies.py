@@ -352,9 +352,14 @@ def _schedule(ctx: PolicyContext) -> list[Policy]:
 
 @register_policy("patience")
 def _patience(ctx: PolicyContext) -> list[Policy]:
-    """The patience rule on ``ctx.cache["static_pair"]`` (best-static's) or the default pair."""
-    pair = ctx.cache.get("static_pair") or nearest_pair(ctx.grid)
-    return [PatiencePolicy(ctx.grid.encode(*pair), ctx.grid, ctx.episode_length,
+    """The patience rule on best-static's action (``ctx.cache["static_action"]``) or the default.
+
+    Best-static's action carries its steps choice; the default pair trains ``steps_per_action``.
+    """
+    action = ctx.cache.get("static_action")
+    if action is None:
+        action = ctx.grid.encode(*nearest_pair(ctx.grid))
+    return [PatiencePolicy(action, ctx.grid, ctx.episode_length,
                            threshold=ctx.cost_weight)]
 
 

@@ -102,3 +102,18 @@ def test_replay_serves_choices_from_a_recorded_store(tmp_path):
             if terminated or truncated:
                 break
     assert env.unwrapped.source_counts["surrogate"] > 0  # the surrogate took the steps input
+
+
+def test_patience_repeats_best_statics_steps_choice():
+    from lora_gym.policies import POLICIES, PolicyContext
+
+    config = resolve_config(TINY, steps_choices=CHOICES)
+    grid = ActionGrid.of(config)
+    action = grid.encode(grid.ranks[-1], grid.learning_rates[0], steps=CHOICES[1])
+    ctx = PolicyContext.of(config, cache={"static_action": action,
+                                          "static_pair": grid.decode(action)})
+    (patience,) = POLICIES["patience"](ctx)
+    obs, _ = gym.make("LoRATune-v0", config=config).reset(seed=0)  # the episode's first step
+    assert patience.act(obs) == action and grid.steps_of(action) == CHOICES[1]
+    default = POLICIES["patience"](PolicyContext.of(config))[0]
+    assert grid.steps_of(default.act(obs)) == config.steps_per_action
