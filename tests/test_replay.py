@@ -291,3 +291,24 @@ def test_live_seeds_with_live_misses_is_a_cached_live_env(tmp_path, store_path):
                      store=str(path), miss="raise", episode_seeds="live")
     again.reset(seed=123)
     assert again.step(2)[4]["source"] == "table"  # recorded by the first run
+
+
+def test_live_rerun_warns_only_when_it_really_disagrees(store_path):
+    import dataclasses
+    import warnings
+
+    from lora_gym.core.errors import LoRAGymWarning
+    from lora_gym.replay.store import METRIC_NAMES, StepRecord
+
+    env = replay(store_path).unwrapped
+    env.reset(options={"task": "synth-a", "episode_seed": episode_seed(0)})
+    node = env.index.get("synth-a", episode_seed(0), ())
+    metrics = (getattr(node.metrics, name) for name in METRIC_NAMES)
+    rec = StepRecord("synth-a", CONFIG.model, config_hash(CONFIG), episode_seed(0), (),
+                     np.array(node.obs), *metrics, node.rank, node.lr, 0.0, 0.0, False)
+    ulp = np.nextafter(rec.obs, np.float32(np.inf)).astype(np.float32)  # one float32 bit off
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", LoRAGymWarning)
+        env._add_live_record(dataclasses.replace(rec, obs=ulp))
+    with pytest.warns(LoRAGymWarning, match="disagrees with the table"):
+        env._add_live_record(dataclasses.replace(rec, obs=rec.obs + np.float32(0.01)))
