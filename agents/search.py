@@ -37,8 +37,8 @@ def static_policy(ctx: PolicyContext, action: int, segments: int, name: str) -> 
 def train_grid(ctx: PolicyContext) -> dict[str, np.ndarray]:
     """The grid search of every static configuration on the *training* tasks (cached in ctx).
 
-    Also leaves the best training action in ``ctx.cache["static_action"]`` (the patience rule
-    repeats it, steps choice included) and its (rank, lr) in ``ctx.cache["static_pair"]``.
+    Also leaves the best training action in ``ctx.cache["static_action"]``: the patience rule
+    repeats it (steps choice included), the rank controller takes its lr.
     """
     if "train_grid" not in ctx.cache:
         if ctx.env is None:
@@ -50,7 +50,6 @@ def train_grid(ctx: PolicyContext) -> dict[str, np.ndarray]:
         mean = np.mean(list(grid.values()), axis=0)
         action, _ = best_triple(mean, ctx.grid.stop)
         ctx.cache["static_action"] = action
-        ctx.cache["static_pair"] = ctx.grid.decode(action)
     return ctx.cache["train_grid"]
 
 

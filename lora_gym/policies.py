@@ -365,6 +365,7 @@ def _patience(ctx: PolicyContext) -> list[Policy]:
 
 @register_policy("rank-controller")
 def _rank_controller(ctx: PolicyContext) -> list[Policy]:
-    """Seed 002's rank manager at best-static's lr (``ctx.cache["static_pair"]``) or 1e-3's."""
-    _, lr = ctx.cache.get("static_pair") or nearest_pair(ctx.grid)
+    """Seed 002's rank manager at best-static's lr (``ctx.cache["static_action"]``) or 1e-3."""
+    action = ctx.cache.get("static_action")
+    _, lr = nearest_pair(ctx.grid) if action is None else ctx.grid.decode(action)
     return [RankControllerPolicy(lr, ctx.grid, ctx.episode_length, threshold=ctx.cost_weight)]

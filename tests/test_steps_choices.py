@@ -110,8 +110,7 @@ def test_patience_repeats_best_statics_steps_choice():
     config = resolve_config(TINY, steps_choices=CHOICES)
     grid = ActionGrid.of(config)
     action = grid.encode(grid.ranks[-1], grid.learning_rates[0], steps=CHOICES[1])
-    ctx = PolicyContext.of(config, cache={"static_action": action,
-                                          "static_pair": grid.decode(action)})
+    ctx = PolicyContext.of(config, cache={"static_action": action})
     (patience,) = POLICIES["patience"](ctx)
     obs, _ = gym.make("LoRATune-v0", config=config).reset(seed=0)  # the episode's first step
     assert patience.act(obs) == action and grid.steps_of(action) == CHOICES[1]

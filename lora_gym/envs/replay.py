@@ -36,6 +36,11 @@ EPISODE_SEEDS: tuple[str, ...] = ("recorded", "live")
 """How ``reset(seed=s)`` picks an episode: one of the task's recorded episode seeds, or the seed
 `LoRATune-v0` would draw (with ``miss="live"``: a live env that serves what it has recorded)."""
 
+AGREE_RTOL, AGREE_ATOL = 1e-5, 1e-6
+"""Tolerances under which a live re-run's (normalised) observation agrees with its table row.
+Re-running a recorded step on the same code and versions can differ in the last float32 bit
+(measured: 1.2e-7 in a validation loss); other code or library versions move it by far more."""
+
 
 class LoRATuneReplayEnv(gym.Env[np.ndarray, np.int64]):
     """`LoRATune-v0` replayed from a store of recorded live steps: same MDP, microseconds a step.
@@ -319,12 +324,6 @@ class LoRATuneReplayEnv(gym.Env[np.ndarray, np.int64]):
                           "recorded with other code or library versions; re-record it",
                           LoRAGymWarning, stacklevel=2)
         self.index.add(rec.task, rec.episode_seed, node)
-
-
-AGREE_RTOL, AGREE_ATOL = 1e-5, 1e-6
-"""Tolerances under which a live re-run's (normalised) observation agrees with its table row.
-Re-running a recorded step on the same code and versions can differ in the last float32 bit
-(measured: 1.2e-7 in a validation loss); other code or library versions move it by far more."""
 
 
 def _check_pessimism(value: Any) -> float:
