@@ -6,13 +6,19 @@ import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 
 
+PER_LAYER_EXCLUDE = ("stdout", "log", "json", "csv")
+"""Logger formats that per-layer statistics skip (they go to TensorBoard only)."""
+
+
 class LoRAInfoCallback(BaseCallback):
     """Log every env step's accuracy, rank, lr, cost and reward components to TensorBoard.
 
     Values are averaged over the steps between two logger dumps (``lora/...``); episode ends log
     the final accuracy and the episode's total cost (``episode/...``). The live env's per-layer
     ``info["lora_stats"]`` (weight and gradient norms, effective rank of ΔW) go to
-    ``lora_stats/<statistic>/<layer>`` and their means over layers to ``lora_stats/<statistic>``.
+    ``lora_stats/<statistic>/<layer>`` (TensorBoard only: SB3's stdout, log and csv formats
+    would truncate the long per-layer keys into duplicates) and their means over layers to
+    ``lora_stats/<statistic>`` (every format).
     A per-layer rank (a tuple, `LoRATunePerLayer-v0`) logs its mean as ``lora/rank`` and each
     group's as ``lora/rank_g<i>``; ``lora/trainable_rank`` is logged where the env reports it.
     """
@@ -44,7 +50,8 @@ class LoRAInfoCallback(BaseCallback):
         for layer, values in stats.items():
             short = layer.removeprefix("bert.encoder.")
             for key, value in values.items():
-                self.logger.record_mean(f"lora_stats/{key}/{short}", value)
+                self.logger.record_mean(f"lora_stats/{key}/{short}", value,
+                                        exclude=PER_LAYER_EXCLUDE)
         for key in next(iter(stats.values()), {}):
             mean = sum(values[key] for values in stats.values()) / len(stats)
             self.logger.record_mean(f"lora_stats/{key}", mean)

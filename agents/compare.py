@@ -44,7 +44,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                 formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--env", default="LoRATune-v0", help="environment id")
     p.add_argument("--env-kwargs", nargs="*", action=StoreDict, default={},
-                   help="env keyword arguments, e.g. config:\"'envs_configs/tiny.yaml'\"")
+                   help="env keyword arguments, e.g. config:tiny (Python literals or bare "
+                        "strings)")
     p.add_argument("--methods", nargs="*", default=list(METHODS),
                    help=f"registered baselines (default {list(METHODS)})")
     p.add_argument("--agent", nargs="*", default=[], metavar="NAME=PATH",
@@ -65,12 +66,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def build_policies(env, args, tasks: list[str], seeds: list[int]):
     """The requested policies by method name, the oracle's grid (for regret), search episodes."""
     ctx = PolicyContext.of(env.unwrapped.config, seed=args.seed, env=env, tasks=tuple(tasks),
-                           seeds=tuple(seeds), progress=not args.no_progress)
+                           seeds=tuple(seeds), progress=not args.no_progress,
+                           static_search=search.train_grid)
     unknown = sorted(set(args.methods) - set(POLICIES))
     if unknown:
         raise SystemExit(f"unknown method(s) {unknown}; choose among {sorted(POLICIES)}")
-    if "patience" in args.methods:
-        search.train_grid(ctx)  # patience keeps best-static's (rank, lr)
     policies, grid, search_episodes = {}, None, {}
     for method in args.methods:
         (policy,) = make_policies([method], ctx)

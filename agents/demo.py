@@ -1,11 +1,12 @@
 """`make demo`: the main job -- train PPO on recorded fine-tunes, compare it, check it live.
 
-1. Train PPO with ``train_agent.py`` on `LoRATuneReplay-v0`, served from the table shipped for
-   the config (by default: MiniLM on the default task set's ~100 task variants, recorded live
-   with ``lora-gym record``), on the *train* tasks; evaluation during training runs on the *val*
-   split (held-out variants of the training corpora). The demo scores the *final* model: on the
-   val split final models matched or beat the ``best_model.zip`` that 20-episode evaluations
-   pick (``benchmarks/agent_selection.py``), so nothing here is chosen on the test split.
+1. Train PPO with ``lora-gym train`` (in-process) on `LoRATuneReplay-v0`, served from the
+   table shipped for the config (by default: MiniLM on the default task set's ~100 task
+   variants, recorded live with ``lora-gym record``), on the *train* tasks; evaluation during
+   training runs on the *val* split (held-out variants of the training corpora). The demo scores
+   the *final* model: on the val split final models matched or beat the ``best_model.zip`` that
+   20-episode evaluations pick (``benchmarks/agent_selection.py``), so nothing here is chosen on
+   the test split.
 2. Score PPO against the baselines (`lora_gym_agents.compare`) on the held-out test tasks of
    the replay env: return, final accuracy, cost and segments used with bootstrap CIs, and the paired
    differences PPO - best-static and PPO - patience (steps off the table come from the
@@ -19,18 +20,15 @@
 from __future__ import annotations
 
 import argparse
-import subprocess
-import sys
 from pathlib import Path
 
-from lora_gym_agents import compare
+from lora_gym_agents import compare, train
 
 from lora_gym.cli.args import int_at_least
 from lora_gym.core.actions import ActionGrid
 from lora_gym.core.config import resolve_config
 from lora_gym.policies import FixedPolicy, SB3Policy
 
-ROOT = Path(__file__).resolve().parent.parent
 EVALUATIONS = 80
 """``--eval-freq`` is timesteps / 80 per env: about 10 evaluations with the replay env's 8 envs."""
 
@@ -62,12 +60,10 @@ def main(argv: list[str] | None = None) -> None:
     env_kwargs = [f"{k}:'{v}'" for k, v in kwargs.items() if v is not None]
     env_kwargs = ["--env-kwargs", *env_kwargs] if env_kwargs else []
     print(f"== 1. PPO on LoRATuneReplay-v0 ({args.timesteps} steps)", flush=True)
-    subprocess.run([sys.executable, str(ROOT / "train_agent.py"), "--env", "LoRATuneReplay-v0",
-                    "-n", str(args.timesteps), "-f", str(out / "logs"), "-P", "--verbose", "0",
-                    "--eval-freq", str(max(args.timesteps // EVALUATIONS, 1)),
-                    "--eval-episodes", "20", *env_kwargs],
-                   check=True, cwd=ROOT)
-    run = max((out / "logs" / "ppo").glob("LoRATuneReplay-v0_*"), key=lambda p: p.stat().st_mtime)
+    run = train.main(["--env", "LoRATuneReplay-v0", "-n", str(args.timesteps),
+                      "-f", str(out / "logs"), "-P", "--verbose", "0",
+                      "--eval-freq", str(max(args.timesteps // EVALUATIONS, 1)),
+                      "--eval-episodes", "20", *env_kwargs])
     agent = run / "LoRATuneReplay-v0.zip"  # the final model (see the module docstring)
 
     print("\n== 2. PPO vs baselines on the held-out test tasks (replay)", flush=True)

@@ -2,7 +2,7 @@ r"""``lora-gym improve``: train on replay, run the agent live, record, refit, re
 
 A simulator fitted on a few recorded trajectories is wrong where the agent goes. Each round:
 
-1. train PPO (``train_agent.py``) on `LoRATuneReplay-v0` served from ``--store`` with
+1. train PPO (``lora-gym train``, in-process) on `LoRATuneReplay-v0` served from ``--store`` with
    ``miss=surrogate`` (the surrogate is fitted on the store as it is now), warm-started from the
    previous round's model;
 2. run the trained agent on the *train* tasks, first on replay (what the simulator predicts),
@@ -24,12 +24,11 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
+from lora_gym_agents import train as trainer
 
 from lora_gym.cli.sim2real import EpisodePair, format_summary, summarise
 from lora_gym.core.actions import ActionGrid
@@ -41,7 +40,6 @@ from lora_gym.replay.store import Store
 from lora_gym.replay.tables import resolve_store
 from lora_gym.rollout import run_episode
 
-ROOT = Path(__file__).resolve().parent.parent
 SEED_STRIDE = 1000
 """Round r's live episodes use reset seeds ``r * SEED_STRIDE + i``: new episodes every round."""
 
@@ -59,7 +57,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--episodes", type=int, default=1, help="live episodes per task and round")
     p.add_argument("--seed", type=int, default=0, help="seed of the task draws and of PPO")
     p.add_argument("--params", nargs="*", default=[], metavar="KEY:VALUE",
-                   help="PPO hyperparameter overrides, passed to train_agent.py -params")
+                   help="PPO hyperparameter overrides, passed to lora-gym train -params")
     p.add_argument("--out", default="runs/improve", help="output folder")
     args = p.parse_args(argv)
     for name in ("rounds", "timesteps", "tasks_per_round", "episodes"):
@@ -84,15 +82,13 @@ def train(args: argparse.Namespace, round_dir: Path, previous: Path | None) -> P
     logs = round_dir / "logs"
     shutil.rmtree(logs, ignore_errors=True)  # an unfinished run restarts from the last round
     kwargs = [f"store:'{args.store}'"] + ([f"config:'{args.config}'"] if args.config else [])
-    cmd = [sys.executable, str(ROOT / "train_agent.py"), "--env", "LoRATuneReplay-v0",
-           "-n", str(args.timesteps), "-f", str(logs), "--verbose", "0", "--eval-freq", "-1",
-           "--seed", str(args.seed), "--env-kwargs", *kwargs]
+    cmd = ["--env", "LoRATuneReplay-v0", "-n", str(args.timesteps), "-f", str(logs),
+           "--verbose", "0", "--eval-freq", "-1", "--seed", str(args.seed), "--env-kwargs", *kwargs]
     if args.params:
         cmd += ["-params", *args.params]
     if previous is not None:
         cmd += ["-i", str(previous)]
-    subprocess.run(cmd, check=True, cwd=ROOT)
-    (run,) = (logs / "ppo").glob("LoRATuneReplay-v0_*")
+    run = trainer.main(cmd)
     shutil.copyfile(run / "LoRATuneReplay-v0.zip", model)
     if (run / "vecnormalize.pkl").is_file():
         shutil.copyfile(run / "vecnormalize.pkl", round_dir / "vecnormalize.pkl")

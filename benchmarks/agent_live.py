@@ -68,8 +68,8 @@ def build_policies(args, config, live, tasks: list[str], seeds: list[int]) -> di
     """The agent and the baselines; searches on train tasks run on the simulator."""
     simulator = gym.make("LoRATuneReplay-v0", config=config.replace(task_split="train"),
                          store=args.simulator, miss="surrogate", disable_env_checker=True)
-    ctx = PolicyContext.of(config, env=simulator, tasks=tuple(tasks), seeds=tuple(seeds))
-    search.train_grid(ctx)  # best-static's triple and patience's (rank, lr)
+    ctx = PolicyContext.of(config, env=simulator, tasks=tuple(tasks), seeds=tuple(seeds),
+                           static_search=search.train_grid)
     policies = {name: make_policies([name], ctx)[0] for name in BASELINES}
     if args.optuna_trials > 0:
         live_ctx = PolicyContext.of(config, env=live, tasks=tuple(tasks), seeds=tuple(seeds))

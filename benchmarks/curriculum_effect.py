@@ -23,10 +23,10 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import yaml
+from lora_gym_agents import train as train_agent
 from lora_gym_agents.curriculum import load_curriculum
 
 import lora_gym  # noqa: F401
-import train_agent
 from lora_gym.policies import SB3Policy
 from lora_gym.rollout import run_episode
 

@@ -286,6 +286,19 @@ class PolicyContext:
     progress: bool = False
     cache: dict[str, Any] = field(default_factory=dict, compare=False)
     """Searches shared between factories (e.g. the training-task grid search)."""
+    static_search: Callable[[PolicyContext], Any] | None = field(default=None, compare=False)
+    """The search that finds best-static's action on the training tasks and leaves it in
+    ``cache["static_action"]`` (`lora_gym_agents.search.train_grid`); None: no search."""
+
+    def static_action(self) -> int | None:
+        """Best-static's action, searched once (whichever factory asks first), then cached.
+
+        None when the context has no `static_search` and no cached action: the factories that
+        build on it (patience, rank-controller) then use PEFT's default pair.
+        """
+        if "static_action" not in self.cache and self.static_search is not None:
+            self.static_search(self)
+        return self.cache.get("static_action")
 
     @classmethod
     def of(cls, config: Any, **kwargs: Any) -> PolicyContext:
@@ -352,11 +365,11 @@ def _schedule(ctx: PolicyContext) -> list[Policy]:
 
 @register_policy("patience")
 def _patience(ctx: PolicyContext) -> list[Policy]:
-    """The patience rule on best-static's action (``ctx.cache["static_action"]``) or the default.
+    """The patience rule on best-static's action (`PolicyContext.static_action`) or the default.
 
     Best-static's action carries its steps choice; the default pair trains ``steps_per_action``.
     """
-    action = ctx.cache.get("static_action")
+    action = ctx.static_action()
     if action is None:
         action = ctx.grid.encode(*nearest_pair(ctx.grid))
     return [PatiencePolicy(action, ctx.grid, ctx.episode_length,
@@ -365,7 +378,7 @@ def _patience(ctx: PolicyContext) -> list[Policy]:
 
 @register_policy("rank-controller")
 def _rank_controller(ctx: PolicyContext) -> list[Policy]:
-    """Seed 002's rank manager at best-static's lr (``ctx.cache["static_action"]``) or 1e-3."""
-    action = ctx.cache.get("static_action")
+    """Seed 002's rank manager at best-static's lr (`PolicyContext.static_action`) or 1e-3."""
+    action = ctx.static_action()
     _, lr = nearest_pair(ctx.grid) if action is None else ctx.grid.decode(action)
     return [RankControllerPolicy(lr, ctx.grid, ctx.episode_length, threshold=ctx.cost_weight)]

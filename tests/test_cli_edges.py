@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from lora_gym_agents import compare, demo
+from lora_gym_agents import train as train_agent
 
-import train_agent
 from lora_gym.cli import live_demo, recommend, record, sim2real
 
 ROOT = Path(__file__).parents[1]
@@ -56,8 +56,9 @@ def run(*argv, **env):
     return out
 
 
-REPLAY = ["train_agent.py", "--env", "LoRATuneReplay-v0", "--env-kwargs", f"config:'{TINY}'",
-          "--n-envs", "1", "--verbose", "0", "-params", "n_steps:8", "batch_size:8"]
+REPLAY = [str(ROOT / "train_agent.py"), "--env", "LoRATuneReplay-v0", "--env-kwargs",
+          f"config:'{TINY}'", "--n-envs", "1", "--verbose", "0", "-params", "n_steps:8",
+          "batch_size:8"]
 
 
 def test_train_agent_at_one_and_zero(tmp_path):

@@ -53,7 +53,7 @@ def test_stages_switch_at_the_next_reset_and_keep_the_spaces():
 
 
 def test_train_agent_follows_the_curriculum(tmp_path):
-    import train_agent
+    from lora_gym_agents import train as train_agent
 
     path = write(tmp_path, "stages:\n  - {at: 0, task: synth-a}\n  - {at: 48}\n")
     run_dir = train_agent.main([

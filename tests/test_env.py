@@ -191,3 +191,19 @@ def test_misuse_raises_exceptions_not_asserts():
     env.reset(seed=0)
     with pytest.raises(gym.error.InvalidAction, match="not in the action space"):
         env.unwrapped.step(env.action_space.n)
+
+
+def test_every_stated_observation_size_matches_the_space():
+    """Docstrings and README that give the observation's size ("16 normalised floats") agree."""
+    import lora_gym.envs.replay as replay_module
+    from tests.conftest import ROOT
+
+    size = LoRATuningEnv().observation_space.shape[0]
+    replay_doc = replay_module.LoRATuneReplayEnv.__doc__
+    texts = {"LoRATuningEnv": LoRATuningEnv.__doc__, "LoRATuneReplay-v0": replay_doc,
+             "README.md": (ROOT / "README.md").read_text(encoding="utf-8")}
+    found = {name: [int(n) for n in re.findall(r"(\d+) normalised floats", text)]
+             for name, text in texts.items()}
+    assert found["LoRATuneReplay-v0"] and found["README.md"], found
+    assert all(n == size for sizes in found.values() for n in sizes), (size, found)
+    assert f"`Box(low, high, ({size},), float32)`" in LoRATuningEnv.__doc__

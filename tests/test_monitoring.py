@@ -19,9 +19,10 @@ from lora_gym.engine.monitor import effective_rank, singular_values
 from lora_gym.policies import FixedPolicy
 from lora_gym.replay.recording import episode_seed, record
 from lora_gym.replay.store import config_hash
+from tests.conftest import TINY as TINY_PATH
 from tests.test_lora import tiny_lora_model
 
-TINY = EnvConfig.from_yaml("envs_configs/tiny.yaml")
+TINY = EnvConfig.from_yaml(TINY_PATH)
 EXTRA = TINY.replace(extra_observations=["mean_grad_norm", "effective_rank", "delta_w_norm"],
                      task_split="all")
 STATS = {"rank", "a_norm", "b_norm", "a_grad_norm", "b_grad_norm", "grad_norm", "delta_w_norm",

@@ -10,6 +10,7 @@ from lora_gym.core.config import EnvConfig
 from lora_gym.core.observation import OBSERVATION_NAMES
 from lora_gym.policies import PolicyContext, RankControllerPolicy, make_policies
 from lora_gym.rollout import run_episode
+from tests.conftest import TINY as TINY_PATH
 
 GRID = ActionGrid((2, 4, 8), (1.0e-3, 1.0e-2), stop=True)
 T = 8
@@ -52,7 +53,7 @@ def test_shrinks_on_overfitting():
 
 
 def test_registered_and_plays_a_live_episode():
-    config = EnvConfig.from_yaml("envs_configs/tiny.yaml")
+    config = EnvConfig.from_yaml(TINY_PATH)
     (policy,) = make_policies(["rank-controller"], PolicyContext.of(config))
     assert isinstance(policy, RankControllerPolicy) and policy.lr == 1.0e-3
     env = gym.make("LoRATune-v0", config=config)

@@ -12,8 +12,9 @@ from lora_gym.engine.session import FineTuneSession
 from lora_gym.replay.store import config_hash
 from lora_gym.tasks.loading import load_task
 from lora_gym.tasks.sets import load_task_set
+from tests.conftest import TINY as TINY_PATH
 
-TINY = EnvConfig.from_yaml("envs_configs/tiny.yaml")
+TINY = EnvConfig.from_yaml(TINY_PATH)
 
 
 def test_factors_of_each_schedule():

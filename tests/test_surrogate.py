@@ -13,8 +13,8 @@ from lora_gym.core.metrics import Metrics
 from lora_gym.core.observation import OBSERVATION_NAMES, build_observation, state_values
 from lora_gym.replay.index import Node, TableIndex
 from lora_gym.replay.surrogate import SURROGATE_KINDS, Surrogate, fit_models, training_data
+from tests.conftest import TINY
 
-TINY = "envs_configs/tiny.yaml"
 CONFIG = resolve_config(TINY)
 GRID = ActionGrid.of(CONFIG)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ast
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -34,14 +35,47 @@ def int_at_least(low: int, special: int | None = None) -> Callable[[str], int]:
     return parse
 
 
+def parse_value(text: str) -> Any:
+    """One ``key:value`` value: a Python literal, else YAML (so bare strings need no quotes).
+
+    rl-baselines3-zoo reads values as Python literals (``n_steps:64``, ``config:"'tiny.yaml'"``,
+    ``ranks:[2,4]``); where that fails the text is read as YAML, which turns a bare string into
+    itself (``config:envs_configs/tiny.yaml``, ``task:bbc-news``) and ``true``/``false``/``null``
+    into a bool or None. Numbers are always Python's (``1e-3`` is a float, which YAML would read
+    as a string). Nothing is executed.
+
+    >>> [parse_value(v) for v in ("64", "1e-3", "'x'", "x/y.yaml", "[2, 4]", "true", "[a, b]")]
+    [64, 0.001, 'x', 'x/y.yaml', [2, 4], True, ['a', 'b']]
+    """
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        pass
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ValueError(f"value {text!r} is neither a Python literal nor YAML: quote strings, "
+                         f"e.g. \"'{text}'\"") from err
+
+
 def parse_env_kwargs(items: list[str]) -> dict[str, Any]:
-    """``["episode_length:4", "ranks:[2,4]"]`` -> ``{"episode_length": 4, "ranks": [2, 4]}``."""
+    """``["episode_length:4", "config:tiny"]`` -> ``{"episode_length": 4, "config": "tiny"}``.
+
+    The one parser of every command's ``key:value`` options (``--env-kwargs``, ``-params``);
+    values as `parse_value` reads them.
+
+    Raises:
+        ValueError: an item is not ``key:value`` or its value cannot be read.
+    """
     out = {}
     for item in items:
         key, sep, value = item.partition(":")
         if not sep or not key:
-            raise ValueError(f"--env-kwargs items must be key:value, got {item!r}")
-        out[key] = yaml.safe_load(value)
+            raise ValueError(f"expected key:value, got {item!r}")
+        try:
+            out[key] = parse_value(value)
+        except ValueError as err:
+            raise ValueError(f"{key}: {err}") from None
     return out
 
 
@@ -49,7 +83,8 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments shared by ``record`` and ``sim2real``: config, policies, tasks, seeds."""
     parser.add_argument("--config", default=None, help="env config YAML (default: embedded)")
     parser.add_argument("--env-kwargs", nargs="*", default=[], metavar="KEY:VALUE",
-                        help="config overrides, values parsed as YAML (e.g. episode_length:4)")
+                        help="config overrides as key:value (Python literals or bare strings, e.g. "
+                             "episode_length:4 config:tiny)")
     parser.add_argument("--policy", nargs="*", default=["random"], choices=sorted(POLICIES),
                         help="registered policies to run; grid runs every fixed (rank, lr)")
     parser.add_argument("--agent", default=None, help="a trained SB3 agent .zip to run as well")

@@ -14,6 +14,7 @@ import sys
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("lora_gym_agents.demo", "the main job: PPO on the table, compared, checked live"),
+    "train": ("lora_gym_agents.train", "train an SB3 agent (rl-baselines3-zoo's train.py flags)"),
     "improve": ("lora_gym_agents.improve", "train on replay, run live and record, refit, retrain"),
     "compare": ("lora_gym_agents.compare", "score baselines and trained agents on the test tasks"),
     "record": ("lora_gym.cli.record", "record live episodes of policies into a store"),
@@ -30,7 +31,7 @@ def usage() -> str:
     width = max(map(len, COMMANDS))
     lines = [f"  {name:<{width}}  {text}" for name, (_, text) in COMMANDS.items()]
     return ("usage: lora-gym COMMAND [--help] ...\n\ncommands:\n" + "\n".join(lines)
-            + "\n\n`lora-gym COMMAND --help` explains each; `train_agent.py` trains agents.")
+            + "\n\n`lora-gym COMMAND --help` explains each.")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -260,7 +260,9 @@ def resolve_config(config: str | Path | Mapping | EnvConfig | None = None, **ove
     """Turn what ``gym.make`` received into an `EnvConfig`.
 
     Args:
-        config: a YAML path, a mapping, an `EnvConfig`, or ``None`` for the embedded default.
+        config: a YAML path, the name of a shipped config (``tiny``, ``default``: a name without
+            ``/`` or a ``.yaml``/``.yml`` suffix, see `lora_gym.core.paths.shipped_config`), a
+            mapping, an `EnvConfig`, or ``None`` for the embedded default.
         **overrides: fields that replace the config's values.
     """
     if config is None:
@@ -269,11 +271,23 @@ def resolve_config(config: str | Path | Mapping | EnvConfig | None = None, **ove
         base = config
     elif isinstance(config, Mapping):
         base = EnvConfig.from_dict(config)
+    elif isinstance(config, str) and is_config_name(config):
+        from lora_gym.core.paths import shipped_config
+
+        try:
+            base = EnvConfig.from_yaml(shipped_config(config))
+        except ValueError as err:
+            raise ConfigError(f"`config`: {err}") from None
     elif isinstance(config, str | Path):
         base = EnvConfig.from_yaml(config)
     else:
         raise ConfigError(f"`config` must be a YAML path, a dict or an EnvConfig, got {config!r}")
     return base.replace(**overrides) if overrides else base
+
+
+def is_config_name(text: str) -> bool:
+    """Whether `text` names a shipped config (``tiny``) rather than a path (``my/tiny.yaml``)."""
+    return "/" not in text and "\\" not in text and not text.endswith((".yaml", ".yml"))
 
 
 def _top_k(layers: str) -> int | None | bool:

@@ -134,7 +134,7 @@ class LoRATuningEnv(gym.Env[np.ndarray, np.int64]):
     ## Arguments
     ```python
     >>> import gymnasium as gym, lora_gym
-    >>> env = gym.make("LoRATune-v0", config="envs_configs/tiny.yaml", episode_length=2)
+    >>> env = gym.make("LoRATune-v0", config="tiny", episode_length=2)
     >>> env.unwrapped.config.episode_length
     2
 

@@ -65,7 +65,7 @@ class LoRAPerLayerEnv(LoRATuningEnv):
     ## Arguments
     ```python
     >>> import gymnasium as gym, lora_gym
-    >>> env = gym.make("LoRATunePerLayer-v0", config="envs_configs/tiny.yaml", layer_groups=2)
+    >>> env = gym.make("LoRATunePerLayer-v0", config="tiny", layer_groups=2)
     >>> env.action_space
     MultiDiscrete([3 3 2 2])
 

@@ -61,7 +61,7 @@ class LoRATuneReplayEnv(gym.Env[np.ndarray, np.int64]):
     table serves it, and its reward and observation are those the live env gives.
 
     ## Observation Space
-    Identical to `LoRATune-v0` (15 normalised floats, see `LoRATuningEnv`); table steps return
+    Identical to `LoRATune-v0` (16 normalised floats, see `LoRATuningEnv`); table steps return
     the recorded observation bit for bit.
 
     ## Rewards
@@ -111,7 +111,7 @@ class LoRATuneReplayEnv(gym.Env[np.ndarray, np.int64]):
     ## Arguments
     ```python
     >>> import gymnasium as gym, lora_gym
-    >>> env = gym.make("LoRATuneReplay-v0", config="envs_configs/tiny.yaml", miss="raise")
+    >>> env = gym.make("LoRATuneReplay-v0", config="tiny", miss="raise")
     >>> obs, info = env.reset(seed=0)
     >>> info["source"]
     'table'

@@ -71,7 +71,7 @@ class LoRAScopeEnv(LoRATuningEnv):
     ## Arguments
     ```python
     >>> import gymnasium as gym, lora_gym
-    >>> env = gym.make("LoRATuneScope-v0", config="envs_configs/tiny.yaml",
+    >>> env = gym.make("LoRATuneScope-v0", config="tiny",
     ...                scopes=["top-1:value", "top-1", "all"])
     >>> env.action_space
     MultiDiscrete([3 3 2 2])
