@@ -113,3 +113,47 @@ def test_paired_differences_match_episodes():
     assert paired["ppo - best-static"]["mean"] == pytest.approx(0.2)
     assert paired["ppo - best-static"]["pairs"] == 2
     assert paired["ppo - patience"]["pairs"] == 1
+
+
+@pytest.mark.parametrize("methods", [["rank-controller", "best-static", "patience"],
+                                     ["best-static", "rank-controller"],
+                                     ["rank-controller", "best-static"]])
+def test_policies_built_on_best_static_get_its_action_in_any_order(methods):
+    """patience repeats best-static's action and the rank controller takes its lr, whatever
+    the order of --methods (one owner of the training-task search: PolicyContext)."""
+    import argparse
+
+    import gymnasium as gym
+    from lora_gym_agents import compare
+
+    from lora_gym.envs.grid_actions import grid_actions
+    from tests.conftest import TINY
+
+    env = grid_actions(gym.make("LoRATuneReplay-v0", config=TINY, task_split="test"))
+    args = argparse.Namespace(methods=methods, seed=0, no_progress=True, agent=[], algo="ppo")
+    policies, _, _ = compare.build_policies(env, args, ["synth-c"], [0])
+    grid = env.unwrapped.grid
+    static = policies["best-static"].action
+    assert policies["rank-controller"].lr == grid.decode(static)[1]
+    if "patience" in policies:
+        assert policies["patience"].action == static
+
+
+def test_the_first_factory_that_needs_best_static_runs_its_search_once():
+    from lora_gym.core.config import EnvConfig
+    from lora_gym.policies import PolicyContext, make_policies
+    from tests.conftest import TINY
+
+    config = EnvConfig.from_yaml(TINY)
+    calls = []
+
+    def search(ctx):  # stands in for the training-task search: picks rank 2, lr 1e-2
+        calls.append(1)
+        ctx.cache["static_action"] = ctx.grid.encode(2, 1.0e-2)
+
+    ctx = PolicyContext.of(config, static_search=search)
+    controller, patience = make_policies(["rank-controller", "patience"], ctx)
+    assert controller.lr == 1.0e-2 and patience.action == ctx.grid.encode(2, 1.0e-2)
+    assert calls == [1]
+    (plain,) = make_policies(["rank-controller"], PolicyContext.of(config))  # no search: default
+    assert plain.lr == 1.0e-3
