@@ -102,6 +102,10 @@ PHASES: dict[str, Phase] = {
     "rank-val": Phase("val", _pairs((1, 16, 64), (1.0e-2,))),
     "rslora-train": Phase("train", _pairs((1, 16, 64), (1.0e-2,)), config={"alpha_policy":
                                                                            "rslora"}),
+    "aug-noise-train": Phase("train", _pairs((4,), (3.0e-3, 1.0e-2)),
+                             config={"augmentation": "hidden_noise"}),
+    "aug-mixup-train": Phase("train", _pairs((4,), (3.0e-3, 1.0e-2)),
+                             config={"augmentation": "mixup"}),
     "sched-train": Phase("train", schedules=SCHEDULES),
     "sched-val": Phase("val", schedules=SCHEDULES),
 }
@@ -220,7 +224,9 @@ def report(stores: list[str], val_tasks: set[str]) -> str:
     lines = [f"{len(curves)} recorded prefixes, {len(static)} fixed-action episodes; "
              f"{len(train)} train tasks, {len(val)} val tasks.", ""]
     lines += _best_table(static, train, "train")
+    lines += _lr_table(static, train, "train")
     lines += _best_table(static, val, "val")
+    lines += _lr_table(static, val, "val")
     for lam in LAMBDAS:
         lines += _headroom(curves, static, train, val, lam)
     return "\n".join(lines)
@@ -254,6 +260,32 @@ def _best_table(static, tasks, split) -> list[str]:
             best = max(full, key=full.get)
             cells.append(f"{_fmt(best)}: {full[best]:.3f}")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
+def _lr_table(static, tasks, split, rank: int = 4) -> list[str]:
+    """Mean accuracy after k segments per corpus and lr at one rank (fixed alpha, no aug)."""
+    lrs = sorted({a[1] for (t, a) in static if t in tasks and a[0] == rank and a[2] ==
+                  "fixed/none"})
+    if not lrs:
+        return []
+    lines = [f"### Accuracy by learning rate at rank {rank} ({split}; mean over the corpus's "
+             "swept variants; best in bold)", "",
+             "| corpus | k | " + " | ".join(f"{lr:g}" for lr in lrs) + " |",
+             "|---|---|" + "---|" * len(lrs)]
+    for name in sorted({corpus(t) for t in tasks}):
+        mine = [t for t in tasks if corpus(t) == name]
+        for k in SEGMENTS:
+            means = []
+            for lr in lrs:
+                curves = [static.get((t, (rank, lr, "fixed/none"))) for t in mine]
+                ok = [c for c in curves if c is not None and len(c.acc) > k]
+                means.append(np.mean([c.ret(k, 0.0) + c.acc[0] for c in ok])
+                             if len(ok) == len(mine) else math.nan)
+            best = np.nanmax(means) if not all(map(math.isnan, means)) else math.nan
+            cells = ["–" if math.isnan(m) else (f"**{m:.3f}**" if m == best else f"{m:.3f}")
+                     for m in means]
+            lines.append(f"| {name} | {k} | " + " | ".join(cells) + " |")
     return [*lines, ""]
 
 

@@ -26,6 +26,8 @@ INITS: tuple[str, ...] = RANDOM_INITS + SVD_INITS
 BASE_DTYPES: tuple[str, ...] = ("float32", "int8")
 """How the frozen base computes outside training (see `lora_gym.engine.quantize`)."""
 ALPHA_POLICIES: tuple[str, ...] = ("fixed", "rslora", "2r")
+AUGMENTATIONS: tuple[str, ...] = ("none", "hidden_noise", "mixup")
+"""Training-batch augmentations in hidden-state space (see `lora_gym.engine.augment`)."""
 """How the LoRA scaling depends on the rank (see `lora_gym.engine.resize.scaling`)."""
 
 
@@ -93,6 +95,14 @@ class EnvConfig:
     all of them)."""
     weight_decay: float = 0.0
     """AdamW weight decay."""
+    augmentation: str = "none"
+    """Augmentation of every training batch (seed 000's 数据增强策略; `lora_gym.engine.augment`):
+    ``none``, ``hidden_noise`` (Gaussian noise on the hidden states entering the first layer a
+    batch runs, i.e. the first LoRA layer with the prefix cache) or ``mixup`` (manifold mixup of
+    those states and of the labels). BERT-style models only; evaluation is never augmented."""
+    augmentation_strength: float = 0.2
+    """``hidden_noise``: noise std as a fraction of the hidden states' std; ``mixup``: α of the
+    Beta(α, α) mixing weight."""
     lr_schedule: str = "constant"
     """Learning rate within each segment (`lora_gym.core.schedules`): ``constant`` (the chosen lr
     at every step), ``cosine`` (decays from it towards 0) or ``warmup_cosine`` (linear warm-up
@@ -150,6 +160,10 @@ class EnvConfig:
             raise ConfigError("`target_modules` must name at least one module, got ()")
         self.top_layers  # noqa: B018 - validates `lora_layers`
         _check_choice("alpha_policy", self.alpha_policy, ALPHA_POLICIES)
+        _check_choice("augmentation", self.augmentation, AUGMENTATIONS)
+        if not (self.augmentation_strength > 0 and math.isfinite(self.augmentation_strength)):
+            raise ConfigError(f"`augmentation_strength` must be a finite number > 0, got "
+                              f"{self.augmentation_strength!r}")
         _check_choice("init", self.init, INITS)
         _check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
         _check_choice("base_dtype", self.base_dtype, BASE_DTYPES)

@@ -57,6 +57,7 @@ from lora_gym.core.schedules import lr_factor
 from lora_gym.engine import prefix_cache
 from lora_gym.engine import resize as lora
 from lora_gym.engine.adapter import AdapterManager
+from lora_gym.engine.augment import augment
 from lora_gym.engine.encoding import EncodedSplit, collate, encode, encode_task, task_fingerprint
 from lora_gym.engine.models import load_base
 from lora_gym.engine.monitor import GradientNorms, lora_stats
@@ -182,6 +183,7 @@ class FineTuneSession:
                 self._states = {k: pool_states[k].select(*rows[k]) for k in rows}
         self._generator = torch.Generator().manual_seed(seed)
         self._rng = np.random.default_rng(seed)
+        self._augment_rng = np.random.default_rng([seed, 1])  # leaves the batch order alone
         self._order = np.empty(0, dtype=np.int64)
         hidden = self.net.config.hidden_size
         head = nn.Linear(hidden, task.num_classes)
@@ -299,8 +301,7 @@ class FineTuneSession:
                 group["lr"] = lr * lr_factor(self.config.lr_schedule, step, steps,
                                              self.config.lr_warmup)
             with record_function("lora_gym.forward"):
-                logits, labels, n_tokens = self._outputs("train", self._next_batch(), False)
-                loss = F.cross_entropy(logits, labels)
+                loss, n_tokens = self._train_loss(self._next_batch())
             tokens += n_tokens
             if not torch.isfinite(loss):
                 return SegmentResult(math.nan, tokens, diverged=True)
@@ -314,6 +315,26 @@ class FineTuneSession:
                 self.optimizer.zero_grad(set_to_none=True)
             losses.append(loss.item())
         return SegmentResult(float(np.mean(losses)), tokens, diverged=False)
+
+    def _train_loss(self, idx: np.ndarray) -> tuple[torch.Tensor, int]:
+        """The training loss of batch `idx` (augmented as configured) and its token count."""
+        kind = self.config.augmentation
+        if kind == "none":
+            logits, labels, n_tokens = self._outputs("train", idx, False)
+            return F.cross_entropy(logits, labels), n_tokens
+        if not self._bert_like:
+            raise ValueError(f"`augmentation` {kind!r} needs a BERT-style model "
+                             f"(bert.encoder.layer); {self.config.model!r} is not one")
+        if self._states is not None:
+            hidden, mask, labels = self._states["train"].batch(idx)
+            layer = self.prefix_layer
+        else:
+            ids, mask, labels = collate(self.train_split, idx, self.tokenizer.pad_token_id)
+            hidden, layer = self.net.bert.embeddings(input_ids=ids), 0
+        batch = augment(kind, self.config.augmentation_strength, hidden, mask, labels,
+                        self._augment_rng)
+        pooled = prefix_cache.top_pooled(self.net, batch.hidden, batch.mask, layer)
+        return batch.loss(self._head(pooled)), mask.numel()
 
     def lora_stats(self) -> dict[str, dict[str, float]]:
         """Per LoRA layer: weight and last-segment gradient norms, effective rank of ΔW.

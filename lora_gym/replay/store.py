@@ -62,7 +62,8 @@ _STEP_COLUMNS = ("task", "model", "config_hash", "episode_seed", "prefix", "step
 
 NEW_FIELD_DEFAULTS: tuple[str, ...] = ("alpha_policy", "init", "layer_groups", "scopes",
                                        "lr_schedule", "lr_warmup", "extra_observations",
-                                       "base_dtype", "steps_choices")
+                                       "base_dtype", "steps_choices", "augmentation",
+                                       "augmentation_strength")
 """Fields added after tables were recorded: left out of `config_hash` while they equal their
 default (the value every older row was computed with), so existing tables keep their hashes."""
 
