@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 
-
 PER_LAYER_EXCLUDE = ("stdout", "log", "json", "csv")
 """Logger formats that per-layer statistics skip (they go to TensorBoard only)."""
 
