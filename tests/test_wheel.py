@@ -9,7 +9,6 @@ working directory.
 """
 
 import os
-import shutil
 import subprocess
 import sys
 import sysconfig
@@ -17,23 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, build_wheel
 
 
 @pytest.fixture(scope="module")
 def fresh(tmp_path_factory):
     """(venv bin folder, empty working folder, environment) with only the wheel installed."""
     tmp = tmp_path_factory.mktemp("wheel")
-    src = tmp / "src"
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    for name in ("lora_gym", "agents", "envs_configs"):
-        shutil.copytree(ROOT / name, src / name, ignore=ignore)
-    for name in ("pyproject.toml", "README.md", "LICENSE"):
-        shutil.copy(ROOT / name, src / name)
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-                    "--no-index", "-q", "-w", str(tmp / "dist"), str(src)],
-                   check=True, capture_output=True)
-    (wheel,) = (tmp / "dist").glob("lora_gym-*.whl")
+    wheel = build_wheel(tmp)
     venv = tmp / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True)
     bin_dir = venv / "bin"
