@@ -29,7 +29,8 @@ from lora_gym_agents.evaluate import evaluate, split_tasks
 from lora_gym_agents.zoo_args import StoreDict
 
 import lora_gym  # noqa: F401 - registers the env ids
-from lora_gym.cli.args import int_at_least
+from lora_gym.cli.args import int_at_least, positive_float
+from lora_gym.envs.cost_weight import FixedCostWeight
 from lora_gym.envs.grid_actions import grid_actions
 from lora_gym.policies import POLICIES, PolicyContext, make_policies
 
@@ -59,15 +60,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", default="results/compare", help="output folder")
     p.add_argument("--export-adapters", default=None, metavar="DIR",
                    help="live env: each method's best adapter per task to DIR/<method>/<task>")
+    p.add_argument("--cost-weights", nargs="+", type=positive_float, default=None, metavar="LAMBDA",
+                   help="compare at each λ (e.g. 0.001 0.003 0.01): every static baseline is "
+                        "re-chosen for that λ, agents play it as their episodes' λ; results per "
+                        "λ in OUT/lambda-<λ>/ and a Pareto plot (default: the config's λ)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     return p.parse_args(argv)
 
 
-def build_policies(env, args, tasks: list[str], seeds: list[int]):
+def build_policies(env, args, tasks: list[str], seeds: list[int],
+                   cost_weight: float | None = None):
     """The requested policies by method name, the oracle's grid (for regret), search episodes."""
+    extra = {} if cost_weight is None else {"cost_weight": cost_weight}
     ctx = PolicyContext.of(env.unwrapped.config, seed=args.seed, env=env, tasks=tuple(tasks),
                            seeds=tuple(seeds), progress=not args.no_progress,
-                           static_search=search.train_grid)
+                           static_search=search.train_grid, **extra)
     unknown = sorted(set(args.methods) - set(POLICIES))
     if unknown:
         raise SystemExit(f"unknown method(s) {unknown}; choose among {sorted(POLICIES)}")
@@ -86,30 +93,47 @@ def build_policies(env, args, tasks: list[str], seeds: list[int]):
 
 
 def main(argv: list[str] | None = None) -> dict:
-    """Run the comparison and write its files; returns the summary."""
+    """Run the comparison (at each ``--cost-weights`` λ) and write its files.
+
+    Returns the summary (with ``--cost-weights``: ``{λ: summary}``).
+    """
     args = parse_args(argv)
-    started = time.perf_counter()
     env = grid_actions(gym.make(args.env, **args.env_kwargs))
     tasks = split_tasks(env, args.split)
     if not tasks:
         raise SystemExit(f"{args.env}: no {args.split!r} task can be played (a replay table "
                          "needs their recorded resets; record them with `lora-gym record`)")
+    if args.cost_weights is None:
+        return compare_at(env, args, tasks, None, Path(args.out))
+    out = Path(args.out)
+    summaries = {lam: compare_at(FixedCostWeight(env, lam), args, tasks, lam,
+                                 out / f"lambda-{lam:g}") for lam in args.cost_weights}
+    plot = report.pareto_plot(summaries, out / "pareto.png")
+    table = report.per_lambda_table(summaries)
+    (out / "results.md").write_text(table + "\n")
+    print(f"\n{table}\n\nwrote {out / 'results.md'}, {plot}")
+    return summaries
+
+
+def compare_at(env, args, tasks: list[str], cost_weight: float | None, out: Path) -> dict:
+    """One comparison at one λ (``None``: the env's own): every method, the same episodes."""
+    started = time.perf_counter()
     seeds = list(range(args.seed, args.seed + args.seeds))
-    policies, grid, search_episodes = build_policies(env, args, tasks, seeds)
+    policies, grid, search_episodes = build_policies(env, args, tasks, seeds, cost_weight)
     results = evaluate(env, policies, tasks, seeds, progress=not args.no_progress,
                        export_dir=args.export_adapters)
     summary = report.summarise(results, grid)
     paired = report.paired_differences(results, [name for name in policies
                                                  if name not in args.methods])
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     table = report.markdown_table(summary)
     if paired:
         table += "\n\n" + report.paired_table(paired)
-    header = (f"{args.env} {args.env_kwargs}: {len(tasks)} {args.split} task(s) {tasks} x "
+    lam = "" if cost_weight is None else f" at λ = {cost_weight:g}"
+    header = (f"{args.env} {args.env_kwargs}{lam}: {len(tasks)} {args.split} task(s) {tasks} x "
               f"{len(seeds)} seed(s); search episodes {search_episodes}")
     (out / "results.md").write_text(f"{header}\n\n{table}\n")
-    payload = {"env": args.env, "env_kwargs": args.env_kwargs,
+    payload = {"env": args.env, "env_kwargs": args.env_kwargs, "cost_weight": cost_weight,
                "config": env.unwrapped.config.to_dict(), "tasks": tasks, "seeds": seeds,
                "search_episodes": search_episodes, "summary": summary, "paired": paired,
                "grid_returns": {k: v.tolist() for k, v in (grid or {}).items()},

@@ -144,6 +144,45 @@ def plot(results: list[EpisodeResult], summary: dict[str, dict[str, float]], out
     return paths
 
 
+def per_lambda_table(summaries: dict[float, dict[str, dict[str, float]]]) -> str:
+    """Mean return (and final accuracy, cost) of every method at every λ, as Markdown."""
+    lams = list(summaries)
+    methods = sorted({m for s in summaries.values() for m in s},
+                     key=lambda m: -np.mean([s[m]["return"] for s in summaries.values() if m in s]))
+    lines = ["| method | " + " | ".join(f"return at λ={lam:g} (acc, cost)" for lam in lams) + " |",
+             "|---|" + "---|" * len(lams)]
+    for m in methods:
+        cells = [(f"{s[m]['return']:.3f} ({s[m]['final_accuracy']:.3f}, {s[m]['total_cost']:.1f})"
+                  if m in s else "–") for s in summaries.values()]
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def pareto_plot(summaries: dict[float, dict[str, dict[str, float]]], path: Path) -> Path:
+    """Final accuracy vs total cost of every method, one marker per λ (the trade-off curve)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    methods = sorted({m for s in summaries.values() for m in s})
+    markers = "os^Dv<>pP*"
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    for i, m in enumerate(methods):
+        pts = [(s[m]["total_cost"], s[m]["final_accuracy"], lam) for lam, s in summaries.items()
+               if m in s]
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], "-", color=plt.cm.tab10(i % 10),
+                alpha=0.5)
+        for j, (x, y, _) in enumerate(pts):
+            ax.scatter(x, y, color=plt.cm.tab10(i % 10), marker=markers[j % len(markers)],
+                       label=m if j == 0 else None)
+    ax.set(xlabel="mean total cost", ylabel="mean final accuracy",
+           title="λ: " + ", ".join(f"{markers[j % len(markers)]} {lam:g}"
+                                   for j, lam in enumerate(summaries)))
+    ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
 def _save(fig, path: Path) -> Path:
     fig.tight_layout()
     fig.savefig(path, dpi=110)

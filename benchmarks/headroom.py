@@ -106,6 +106,10 @@ PHASES: dict[str, Phase] = {
                              config={"augmentation": "hidden_noise"}),
     "aug-mixup-train": Phase("train", _pairs((4,), (3.0e-3, 1.0e-2)),
                              config={"augmentation": "mixup"}),
+    "aug-noise-val": Phase("val", _pairs((4,), (3.0e-3, 1.0e-2)),
+                           config={"augmentation": "hidden_noise"}),
+    "aug-mixup-val": Phase("val", _pairs((4,), (3.0e-3, 1.0e-2)),
+                           config={"augmentation": "mixup"}),
     "sched-train": Phase("train", schedules=SCHEDULES),
     "sched-val": Phase("val", schedules=SCHEDULES),
 }

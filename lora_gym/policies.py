@@ -15,6 +15,7 @@ from it.
 
 from __future__ import annotations
 
+import math
 import pickle
 import zlib
 from collections.abc import Callable
@@ -302,8 +303,15 @@ class PolicyContext:
 
     @classmethod
     def of(cls, config: Any, **kwargs: Any) -> PolicyContext:
-        """The context of an `EnvConfig` (grid, episode length, λ)."""
-        return cls(ActionGrid.of(config), config.episode_length, config.cost_weight, **kwargs)
+        """The context of an `EnvConfig` (grid, episode length, λ).
+
+        λ is ``cost_weight`` if given, else the config's (a range's geometric mean).
+        """
+        lam = config.cost_weight
+        if isinstance(lam, tuple):
+            lam = math.sqrt(lam[0] * lam[1])
+        kwargs.setdefault("cost_weight", float(lam))
+        return cls(ActionGrid.of(config), config.episode_length, **kwargs)
 
 
 PolicyFactory = Callable[[PolicyContext], list[Policy]]

@@ -38,7 +38,7 @@ def test_overrides_replace_fields():
         ({"episode_length": 0}, r"`episode_length` must be >= 1, got 0"),
         ({"episode_length": 2.5}, r"`episode_length` must be of type int, got 2.5"),
         ({"lora_layers": "bottom-2"}, r"`lora_layers` must be 'all' or 'top-<k>'"),
-        ({"cost_weight": -1.0}, r"`cost_weight` must be a finite number >= 0, got -1.0"),
+        ({"cost_weight": -1.0}, r"`cost_weight` must be a finite number >= 0 or a range"),
         ({"report_wall_time": "yes"}, r"`report_wall_time` must be of type bool"),
     ],
 )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -14,6 +15,17 @@ from lora_gym.policies import POLICIES, SB3_ALGOS, Policy, PolicyContext, make_p
 
 if TYPE_CHECKING:
     from lora_gym.replay.distributed import ClusterOptions
+
+
+def positive_float(text: str) -> float:
+    """An argparse ``type``: a finite number > 0, else a usage error naming it."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}")
+    return value
 
 
 def int_at_least(low: int, special: int | None = None) -> Callable[[str], int]:

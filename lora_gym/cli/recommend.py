@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from lora_gym.cli.args import int_at_least
+from lora_gym.cli.args import int_at_least, positive_float
 from lora_gym.policies import FixedPolicy, Policy, SB3Policy, nearest_pair
 from lora_gym.tasks.loading import MIN_VAL_ROWS
 
@@ -64,6 +64,9 @@ class Args:
     """Cap on training rows (a seeded random subset)."""
     max_val: int = 256
     """Size of the validation subset split off the rows (at least 16: `MIN_VAL_ROWS`)."""
+    cost_weight: float | None = None
+    """λ, the accuracy-cost trade-off you want (> 0): an agent trained with a ``cost_weight``
+    range acts for this λ (default: the config's λ, or its range's geometric mean)."""
 
 
 MINIMA: dict[str, int] = {"seed": 0, "max_train": 1, "max_val": MIN_VAL_ROWS}
@@ -82,7 +85,8 @@ def parse_args(argv: list[str] | None = None) -> Args:
         if required:
             parser.add_argument(flag, required=True, **kwargs)
         else:
-            kind = int_at_least(MINIMA[name]) if isinstance(field.default, int) else str
+            kind = (int_at_least(MINIMA[name]) if isinstance(field.default, int)
+                    else positive_float if name == "cost_weight" else str)
             parser.add_argument(flag, type=kind, default=field.default, **kwargs)
     return Args(**vars(parser.parse_args(argv)))
 
@@ -136,7 +140,11 @@ def run(args: Args) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     env = make_env(args, out)
     policy = load_policy(args, env)
-    obs, info = env.reset(seed=args.seed, options={"task": TASK_NAME})
+    lam = args.cost_weight
+    if lam is None and isinstance(env.config.cost_weight, tuple):
+        lam = float(np.sqrt(env.config.cost_weight[0] * env.config.cost_weight[1]))
+    options = {"task": TASK_NAME} | ({} if lam is None else {"cost_weight": lam})
+    obs, info = env.reset(seed=args.seed, options=options)
     rows = [_row(info, reward=None)]
     terminated = truncated = False
     while not (terminated or truncated):
@@ -147,7 +155,8 @@ def run(args: Args) -> dict[str, Any]:
         "num_classes": env.task.num_classes, "label_names": list(env.task.label_names),
         "train_rows": len(env.task.train_texts), "val_rows": len(env.task.val_texts),
         "initial_accuracy": rows[0]["accuracy"], "final_accuracy": rows[-1]["accuracy"],
-        "total_cost": info["cost_so_far"], "diverged": bool(info.get("diverged")),
+        "total_cost": info["cost_so_far"],
+        "cost_weight": env.cost_weight, "diverged": bool(info.get("diverged")),
         "stopped": bool(info.get("stopped")), "segments": sum(not r["stopped"] for r in rows[1:]),
         "steps": rows, "adapter": None, "config": env.config.to_dict(),
     }

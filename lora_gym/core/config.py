@@ -113,8 +113,10 @@ class EnvConfig:
     """Gradient-norm clipping threshold (0 disables clipping)."""
     reward_fn: str | Callable[..., Any] = "delta_acc_minus_cost"
     """Reward function: a registered name, ``package.module:function``, or a callable."""
-    cost_weight: float = 0.01
-    """λ: weight of the compute cost in the default reward."""
+    cost_weight: float | tuple[float, ...] = 0.01
+    """λ: weight of the compute cost in the default reward; or a range ``[lo, hi]`` (0 < lo < hi)
+    from which every episode draws λ log-uniformly, observed as ``log10_cost_weight`` (a
+    preference-conditioned policy; `lora_gym.core.preferences`)."""
     divergence_penalty: float = 1.0
     """Reward is ``-divergence_penalty`` when a fine-tune diverges (non-finite loss)."""
     torch_threads: int = 0
@@ -146,7 +148,8 @@ class EnvConfig:
                      "eval_batch_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"`{name}` must be >= 1, got {getattr(self, name)!r}")
-        for name in ("lora_alpha", "cost_weight", "divergence_penalty", "weight_decay",
+        _check_cost_weight(self.cost_weight)
+        for name in ("lora_alpha", "divergence_penalty", "weight_decay",
                      "max_grad_norm", "torch_threads"):
             value = getattr(self, name)
             if value < 0 or not math.isfinite(value):
@@ -315,6 +318,16 @@ def _top_k(layers: str) -> int | None | bool:
 def _check_choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
         raise ConfigError(f"`{name}` must be one of {list(allowed)}, got {value!r}")
+
+
+def _check_cost_weight(value: float | tuple[float, ...]) -> None:
+    if isinstance(value, tuple):
+        if len(value) != 2 or not (0 < value[0] < value[1] and math.isfinite(value[1])):
+            raise ConfigError(f"`cost_weight` must be a finite number >= 0 or a range [lo, hi] "
+                              f"with 0 < lo < hi, got {list(value)}")
+    elif value < 0 or not math.isfinite(value):
+        raise ConfigError(f"`cost_weight` must be a finite number >= 0 or a range [lo, hi], "
+                          f"got {value!r}")
 
 
 def _check_increasing(name: str, values: tuple, positive: bool) -> None:

@@ -149,7 +149,7 @@ def step_info(task: str, step: int, rank: Any, lr: float | None, metrics: Mappin
             "cost_so_far": cost_so_far, "episode_seed": episode_seed, **extra}
 
 
-RESET_OPTIONS: tuple[str, ...] = ("episode_seed", "task")
+RESET_OPTIONS: tuple[str, ...] = ("cost_weight", "episode_seed", "task")
 """The ``options`` every env's ``reset`` accepts."""
 
 

@@ -28,6 +28,12 @@ from lora_gym.core.observation import (
     state_values,
     step_info,
 )
+from lora_gym.core.preferences import (
+    draw_cost_weight,
+    preference_spec,
+    preference_values,
+    reward_config,
+)
 from lora_gym.core.rewards import evaluate_reward, resolve_reward
 
 
@@ -174,7 +180,7 @@ class LoRATuningEnv(gym.Env[np.ndarray, np.int64]):
         self.grid = ActionGrid.of(self.config)
         self.action_space = self._action_space()
         spec = (OBSERVATION_SPEC + self._extra_observation_spec()
-                + monitor_spec(self.config.extra_observations))
+                + monitor_spec(self.config.extra_observations) + preference_spec(self.config))
         self.observation_space = spaces.Box(*spec_bounds(spec), dtype=np.float32)
         self.observation_names = spec_names(spec)
         self._observation_spec = spec
@@ -216,6 +222,8 @@ class LoRATuningEnv(gym.Env[np.ndarray, np.int64]):
             self._episode_seed = episode_seed
         else:
             self._episode_seed = int(self.np_random.integers(2**31 - 1))
+        self.cost_weight = draw_cost_weight(self.config, options, self.np_random)
+        self._reward_config = reward_config(self.config, self.cost_weight)
         started = time.perf_counter()
         self.task = load_task(spec)
         self._metrics = self.session.start(self.task, self._episode_seed)
@@ -261,7 +269,7 @@ class LoRATuningEnv(gym.Env[np.ndarray, np.int64]):
             components = {"divergence": reward}
         else:
             reward, components = evaluate_reward(self._reward_fn, prev, self._metrics, cost,
-                                                 self.config)
+                                                 self._reward_config)
         self._delta = 0.0 if diverged else self._metrics.accuracy - prev.accuracy
         truncated = not diverged and self._t >= self.config.episode_length
         info = self._info(time.perf_counter() - started, cost=cost, diverged=diverged,
@@ -280,7 +288,7 @@ class LoRATuningEnv(gym.Env[np.ndarray, np.int64]):
         """The stop action: no training, zero cost, the episode terminates."""
         self._delta = 0.0
         reward, components = evaluate_reward(self._reward_fn, self._metrics, self._metrics, 0.0,
-                                             self.config)
+                                             self._reward_config)
         info = self._info(time.perf_counter() - started, cost=0.0, diverged=False, stopped=True,
                           reward_components=components, **self._extra_info())
         return self._observation(), float(reward), True, False, info
@@ -356,7 +364,8 @@ class LoRATuningEnv(gym.Env[np.ndarray, np.int64]):
         return {**state_values(self._metrics, self._delta, self._cost, self._t,
                                self.config.episode_length, self._rank_position(), lr_pos),
                 "trainable_rank": self.session.adapter.trainable_rank() / max(self.config.ranks),
-                **monitor_values(self._lora_stats, max(self.config.ranks))}
+                **monitor_values(self._lora_stats, max(self.config.ranks)),
+                **preference_values(self.config, self.cost_weight)}
 
     def _info(self, wall_time: float, **extra: Any) -> dict[str, Any]:
         info = step_info(self.task.name, self._t, self._rank, self._lr,

@@ -25,6 +25,12 @@ from lora_gym.core.observation import (
     spec_names,
     step_info,
 )
+from lora_gym.core.preferences import (
+    draw_cost_weight,
+    preference_spec,
+    reward_config,
+    with_preference,
+)
 from lora_gym.core.rewards import evaluate_reward, resolve_reward
 from lora_gym.replay.index import Node, TableIndex, TableMiss
 from lora_gym.replay.store import StepRecord, Store
@@ -153,7 +159,7 @@ class LoRATuneReplayEnv(gym.Env[np.ndarray, np.int64]):
         self.grid = ActionGrid.of(self.config)
         self.action_space = spaces.Discrete(len(self.grid))
         self._n_actions = len(self.grid)
-        spec = with_monitor(self.config.extra_observations)
+        spec = with_monitor(self.config.extra_observations) + preference_spec(self.config)
         self.observation_space = spaces.Box(*spec_bounds(spec), dtype=np.float32)
         self.observation_names = spec_names(spec)
         self._reward_fn = resolve_reward(self.config.reward_fn)
@@ -164,6 +170,8 @@ class LoRATuneReplayEnv(gym.Env[np.ndarray, np.int64]):
         self._T = self.config.episode_length
         self._delta_slot = OBSERVATION_NAMES.index("delta_accuracy")
         self._rewards: dict[Node, tuple[float, dict[str, float]]] = {}
+        self.cost_weight = float("nan")  # this episode's λ (drawn at reset)
+        self._reward_config = self.config
         self._node: Node | None = None
         self._off_table = False
         self._surrogate = self._live = None
@@ -192,13 +200,18 @@ class LoRATuneReplayEnv(gym.Env[np.ndarray, np.int64]):
         if episode_seed is None:
             episode_seed = self._draw_episode_seed(task)
         self._task, self._seed, self._off_table = task, episode_seed, False
+        cost_weight = draw_cost_weight(self.config, options, self.np_random)
+        if cost_weight != self.cost_weight:  # rewards are cached per node for one λ
+            self._rewards.clear()
+            self.cost_weight = cost_weight
+            self._reward_config = reward_config(self.config, cost_weight)
         node, source = self.index.get(task, episode_seed, ()), "table"
         if node is None:
             node, source = self._miss(None, None), "live"
         self._node = node
         info = step_info(task, 0, node.rank, node.lr, node.metrics_info, node.cost_so_far,
                          episode_seed, source=source, uncertainty=0.0)
-        return node.obs.copy(), info
+        return self._obs(node.obs), info
 
     def _draw_episode_seed(self, task: str) -> int:
         if self.episode_seeds == "live":  # the draws of LoRATune-v0's reset, in its order
@@ -243,7 +256,7 @@ class LoRATuneReplayEnv(gym.Env[np.ndarray, np.int64]):
                          child.cost_so_far, self._seed, cost=child.cost, diverged=child.diverged,
                          stopped=False, reward_components=dict(components), source=source,
                          uncertainty=child.uncertainty)
-        return (child.obs.copy(), reward, terminated, not terminated and t >= self._T, info)
+        return (self._obs(child.obs), reward, terminated, not terminated and t >= self._T, info)
 
     def render(self) -> str | None:
         """With ``render_mode="ansi"``: one line describing the current state."""
@@ -265,8 +278,8 @@ class LoRATuneReplayEnv(gym.Env[np.ndarray, np.int64]):
     def _stop(self, node: Node):
         """Stop: nothing trained or looked up; the live env's observation, reward and info."""
         reward, components = evaluate_reward(self._reward_fn, node.metrics, node.metrics, 0.0,
-                                             self.config)
-        obs = node.obs.copy()
+                                             self._reward_config)
+        obs = self._obs(node.obs)
         obs[self._delta_slot] = 0.0
         info = step_info(self._task, len(node.prefix), node.rank, node.lr, node.metrics_info,
                          node.cost_so_far, self._seed, cost=0.0, diverged=False, stopped=True,
@@ -278,7 +291,12 @@ class LoRATuneReplayEnv(gym.Env[np.ndarray, np.int64]):
         if cur.diverged:
             penalty = -self.config.divergence_penalty
             return penalty, {"divergence": penalty}
-        return evaluate_reward(self._reward_fn, prev.metrics, cur.metrics, cur.cost, self.config)
+        return evaluate_reward(self._reward_fn, prev.metrics, cur.metrics, cur.cost,
+                               self._reward_config)
+
+    def _obs(self, recorded: np.ndarray) -> np.ndarray:
+        """A recorded observation as this episode's (a copy; λ appended with a range)."""
+        return with_preference(recorded.copy(), self.config, self.cost_weight)
 
     def _miss(self, node: Node | None, action: int | None) -> Node:
         """The node for a key no row holds (``node=None``: the episode's reset)."""

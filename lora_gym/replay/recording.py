@@ -18,6 +18,7 @@ from gymnasium.utils import seeding
 
 from lora_gym.core.actions import ActionGrid
 from lora_gym.core.config import EnvConfig
+from lora_gym.core.preferences import preference_spec
 from lora_gym.policies import Policy
 from lora_gym.replay.index import Node, TableIndex
 from lora_gym.replay.store import StepRecord, Store, config_hash
@@ -38,6 +39,7 @@ class RecordingWrapper(gym.Wrapper):
         self.store, self.on_record = store, on_record
         config: EnvConfig = env.unwrapped.config
         self._model, self._hash = config.model, config_hash(config)
+        self._outcome_size = len(env.observation_space.low) - len(preference_spec(config))
         if store is not None:
             store.register_config(config)
         self._prefix: tuple[int, ...] = ()
@@ -67,7 +69,8 @@ class RecordingWrapper(gym.Wrapper):
         assert self._episode is not None
         m = {k: (np.nan if v is None else float(v)) for k, v in info["metrics"].items()}
         rec = StepRecord(self._episode[0], self._model, self._hash, self._episode[1],
-                         self._prefix, np.asarray(obs, dtype=np.float32), m["accuracy"], m["f1"],
+                         self._prefix, np.asarray(obs[:self._outcome_size], dtype=np.float32),
+                         m["accuracy"], m["f1"],
                          m["val_loss"], m["train_loss"], int(info["rank"]), info["lr"],
                          float(cost), float(info["cost_so_far"]), bool(diverged), wall)
         if self.store is not None:
