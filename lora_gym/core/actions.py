@@ -1,4 +1,4 @@
-"""The discrete action grid of the LoRA-tuning environment: (rank, learning rate[, steps])."""
+"""The discrete action grid of the LoRA-tuning environment: (rank, lr[, steps][, augmentation])."""
 
 from __future__ import annotations
 
@@ -8,13 +8,14 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class ActionGrid:
-    """A discrete grid of (rank, lr) pairs, each with a choice of training steps, then *stop*.
+    """A discrete grid of (rank, lr) pairs with training-step and augmentation choices; *stop*.
 
-    Without step choices (``steps=()``), action ``i * len(lrs) + j`` is (r_i, lr_j) and trains
-    ``base_steps``; with them, action ``(i * len(lrs) + j) * len(steps) + k`` is (r_i, lr_j)
-    training ``steps[k]``. With ``stop``, the last action ends the episode without training.
-    Appending stop keeps every other action's index, so recorded action prefixes stay valid with
-    or without it.
+    Without choices, action ``i * len(lrs) + j`` is (r_i, lr_j), trains ``base_steps`` with
+    ``base_augmentation``; with them, action ``((i * len(lrs) + j) * n_steps + k) * n_aug + m``
+    is (r_i, lr_j) training ``steps[k]`` steps augmented by ``augmentations[m]`` (the
+    augmentation varies fastest; a dimension without choices has size 1). With ``stop``, the
+    last action ends the episode without training. Appending stop keeps every other action's
+    index, so recorded action prefixes stay valid with or without it.
 
     >>> grid = ActionGrid((2, 4), (1.0e-4, 1.0e-3), stop=True)
     >>> grid.decode(3), grid.stop_action, len(grid)
@@ -22,6 +23,9 @@ class ActionGrid:
     >>> grid = ActionGrid((2, 4), (1.0e-4, 1.0e-3), steps=(10, 20), base_steps=20)
     >>> grid.decode(3), grid.steps_of(3), grid.encode(4, 1.0e-4), len(grid)
     ((2, 0.001), 20, 5, 8)
+    >>> grid = ActionGrid((2,), (1.0e-3, 1.0e-2), augmentations=("none", "mixup"))
+    >>> grid.decode(3), grid.augmentation_of(3), grid.encode(2, 1.0e-2, augmentation="none")
+    ((2, 0.01), 'mixup', 2)
     """
 
     ranks: tuple[int, ...]
@@ -31,6 +35,10 @@ class ActionGrid:
     """Optimizer steps an action can train (empty: every action trains ``base_steps``)."""
     base_steps: int = 0
     """The config's ``steps_per_action``: what `encode` picks when no steps are given."""
+    augmentations: tuple[str, ...] = ()
+    """Augmentations an action can train with (empty: every action uses ``base_augmentation``)."""
+    base_augmentation: str = "none"
+    """The config's ``augmentation``: what `encode` picks when none is given."""
 
     def __len__(self) -> int:
         return self.n_pairs + int(self.stop)
@@ -41,9 +49,14 @@ class ActionGrid:
         return len(self.steps) or 1
 
     @property
+    def n_aug(self) -> int:
+        """Number of augmentation choices per (rank, lr, steps) (1 without choices)."""
+        return len(self.augmentations) or 1
+
+    @property
     def n_pairs(self) -> int:
-        """Number of training actions: (rank, lr) pairs times step choices (all but stop)."""
-        return len(self.ranks) * len(self.learning_rates) * self.n_steps
+        """Number of training actions: (rank, lr) pairs times step and augmentation choices."""
+        return len(self.ranks) * len(self.learning_rates) * self.n_steps * self.n_aug
 
     @property
     def stop_action(self) -> int | None:
@@ -60,40 +73,48 @@ class ActionGrid:
             what = " (the stop action has no rank or lr)" if self.is_stop(action) else ""
             raise ValueError(f"a (rank, lr) action must be in [0, {self.n_pairs}), "
                              f"got {action!r}{what}")
-        i, j = divmod(int(action) // self.n_steps, len(self.learning_rates))
+        i, j = divmod(int(action) // (self.n_steps * self.n_aug), len(self.learning_rates))
         return self.ranks[i], self.learning_rates[j]
 
     def steps_of(self, action: int) -> int:
         """The optimizer steps a training action trains."""
         self.decode(action)  # validates the index
-        return self.steps[int(action) % self.n_steps] if self.steps else self.base_steps
+        if not self.steps:
+            return self.base_steps
+        return self.steps[(int(action) // self.n_aug) % self.n_steps]
 
-    def encode(self, rank: int, lr: float, steps: int | None = None) -> int:
-        """The action index of (rank, learning rate) training `steps` (default ``base_steps``)."""
+    def augmentation_of(self, action: int) -> str:
+        """The augmentation a training action trains with."""
+        self.decode(action)  # validates the index
+        if not self.augmentations:
+            return self.base_augmentation
+        return self.augmentations[int(action) % self.n_aug]
+
+    def encode(self, rank: int, lr: float, steps: int | None = None,
+               augmentation: str | None = None) -> int:
+        """The action index of (rank, lr) training `steps` with `augmentation`.
+
+        They default to ``base_steps`` and ``base_augmentation``.
+        """
         if rank not in self.ranks or lr not in self.learning_rates:
             raise ValueError(f"({rank}, {lr}) is not in the grid: ranks {list(self.ranks)}, "
                              f"learning rates {list(self.learning_rates)}")
         pair = self.ranks.index(rank) * len(self.learning_rates) + self.learning_rates.index(lr)
-        steps = self.base_steps if steps is None else steps
-        if not self.steps:
-            if steps != self.base_steps:
-                raise ValueError(f"this grid has no steps choices: every action trains "
-                                 f"{self.base_steps} steps, got steps={steps}")
-            return pair
-        if steps not in self.steps:
-            raise ValueError(f"steps={steps} is not a steps choice of the grid: {list(self.steps)}")
-        return pair * self.n_steps + self.steps.index(steps)
+        index = pair * self.n_steps + _choice("steps", steps, self.steps, self.base_steps)
+        return index * self.n_aug + _choice("augmentation", augmentation, self.augmentations,
+                                            self.base_augmentation)
 
     @classmethod
     def of(cls, config) -> ActionGrid:
         """The grid of an `EnvConfig` (ranks, learning rates, stop action, steps choices)."""
         return cls(tuple(config.ranks), tuple(config.learning_rates), bool(config.stop_action),
-                   tuple(config.steps_choices), int(config.steps_per_action))
+                   tuple(config.steps_choices), int(config.steps_per_action),
+                   tuple(config.augmentation_choices), config.augmentation)
 
     def pairs(self) -> list[tuple[int, float]]:
         """The (rank, lr) of every training action, in action order."""
         return [pair for pair in itertools.product(self.ranks, self.learning_rates)
-                for _ in range(self.n_steps)]
+                for _ in range(self.n_steps * self.n_aug)]
 
     def steps_position(self, steps: int) -> float:
         """The steps choice's index scaled to [0, 1] (0 without choices)."""
@@ -106,6 +127,19 @@ class ActionGrid:
     def lr_position(self, lr: float) -> float:
         """The learning rate's index in the grid scaled to [0, 1]."""
         return _position(self.learning_rates.index(lr), len(self.learning_rates))
+
+
+def _choice(name: str, value, choices: tuple, base) -> int:
+    """The index of `value` (None: `base`) among `choices`; 0 when the grid has none."""
+    value = base if value is None else value
+    if not choices:
+        if value != base:
+            raise ValueError(f"this grid has no {name} choices: every action uses {name} "
+                             f"{base!r}, got {name}={value!r}")
+        return 0
+    if value not in choices:
+        raise ValueError(f"{name}={value!r} is not a {name} choice of the grid: {list(choices)}")
+    return choices.index(value)
 
 
 def _position(index: int, n: int) -> float:

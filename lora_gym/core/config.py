@@ -100,6 +100,11 @@ class EnvConfig:
     ``none``, ``hidden_noise`` (Gaussian noise on the hidden states entering the first layer a
     batch runs, i.e. the first LoRA layer with the prefix cache) or ``mixup`` (manifold mixup of
     those states and of the labels). BERT-style models only; evaluation is never augmented."""
+    augmentation_choices: tuple[str, ...] = ()
+    """Augmentation as a choice of the action (seed 000): augmentations an action can train
+    with, among `augmentation`'s values and including `augmentation` (what the baselines'
+    segments use); every (rank, lr[, steps]) of the grid is offered with each. Empty: every
+    action trains with `augmentation`."""
     augmentation_strength: float = 0.2
     """``hidden_noise``: noise std as a fraction of the hidden states' std; ``mixup``: α of the
     Beta(α, α) mixing weight."""
@@ -164,6 +169,16 @@ class EnvConfig:
         self.top_layers  # noqa: B018 - validates `lora_layers`
         _check_choice("alpha_policy", self.alpha_policy, ALPHA_POLICIES)
         _check_choice("augmentation", self.augmentation, AUGMENTATIONS)
+        if self.augmentation_choices:
+            for kind in self.augmentation_choices:
+                _check_choice("augmentation_choices", kind, AUGMENTATIONS)
+            if len(set(self.augmentation_choices)) < len(self.augmentation_choices):
+                raise ConfigError(f"`augmentation_choices` must not repeat a name, got "
+                                  f"{list(self.augmentation_choices)}")
+            if self.augmentation not in self.augmentation_choices:
+                raise ConfigError(f"`augmentation_choices` must include `augmentation` "
+                                  f"({self.augmentation!r}), got "
+                                  f"{list(self.augmentation_choices)}")
         if not (self.augmentation_strength > 0 and math.isfinite(self.augmentation_strength)):
             raise ConfigError(f"`augmentation_strength` must be a finite number > 0, got "
                               f"{self.augmentation_strength!r}")

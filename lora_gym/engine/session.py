@@ -287,11 +287,14 @@ class FineTuneSession:
         batch, self._order = self._order[:size], self._order[size:]
         return batch
 
-    def train(self, rank: int | tuple[int, ...], lr: float, steps: int) -> SegmentResult:
+    def train(self, rank: int | tuple[int, ...], lr: float, steps: int,
+              augmentation: str | None = None) -> SegmentResult:
         """Resize to `rank`, then train `steps` optimizer steps at learning rate `lr`.
 
-        The lr follows the config's in-segment ``lr_schedule`` (constant by default).
+        The lr follows the config's in-segment ``lr_schedule`` (constant by default); every
+        batch is augmented with `augmentation` (default: the config's ``augmentation``).
         """
+        kind = self.config.augmentation if augmentation is None else augmentation
         self.set_rank(rank)
         params = [p for g in self.optimizer.param_groups for p in g["params"]]
         losses, tokens = [], 0
@@ -301,7 +304,7 @@ class FineTuneSession:
                 group["lr"] = lr * lr_factor(self.config.lr_schedule, step, steps,
                                              self.config.lr_warmup)
             with record_function("lora_gym.forward"):
-                loss, n_tokens = self._train_loss(self._next_batch())
+                loss, n_tokens = self._train_loss(self._next_batch(), kind)
             tokens += n_tokens
             if not torch.isfinite(loss):
                 return SegmentResult(math.nan, tokens, diverged=True)
@@ -316,9 +319,8 @@ class FineTuneSession:
             losses.append(loss.item())
         return SegmentResult(float(np.mean(losses)), tokens, diverged=False)
 
-    def _train_loss(self, idx: np.ndarray) -> tuple[torch.Tensor, int]:
-        """The training loss of batch `idx` (augmented as configured) and its token count."""
-        kind = self.config.augmentation
+    def _train_loss(self, idx: np.ndarray, kind: str) -> tuple[torch.Tensor, int]:
+        """The training loss of batch `idx` (augmented by `kind`) and its token count."""
         if kind == "none":
             logits, labels, n_tokens = self._outputs("train", idx, False)
             return F.cross_entropy(logits, labels), n_tokens

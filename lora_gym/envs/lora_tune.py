@@ -162,9 +162,9 @@ class LoRATuningEnv(gym.Env[np.ndarray, np.int64]):
     """
 
     metadata = {"render_modes": ["ansi"]}
-    takes_steps_choices = True
-    """Whether the action can choose the training steps (``steps_choices``); the
-    ``MultiDiscrete`` variants cannot."""
+    takes_grid_choices = True
+    """Whether the action can choose the training steps and augmentation (``steps_choices``,
+    ``augmentation_choices``); the ``MultiDiscrete`` variants cannot."""
 
     def __init__(self, config: Any = None, render_mode: str | None = None, **overrides: Any):
         self.config: EnvConfig = resolve_config(config, **overrides)
@@ -172,11 +172,11 @@ class LoRATuningEnv(gym.Env[np.ndarray, np.int64]):
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or "
                              f"None, got {render_mode!r}")
         self.render_mode = render_mode
-        if self.config.steps_choices and not self.takes_steps_choices:
-            raise ValueError(f"`steps_choices` is a choice of the Discrete action of "
-                             f"LoRATune-v0; {type(self).__name__} trains `steps_per_action` "
-                             f"steps per action: leave `steps_choices` empty, got "
-                             f"{list(self.config.steps_choices)}")
+        for name in ("steps_choices", "augmentation_choices"):
+            if getattr(self.config, name) and not self.takes_grid_choices:
+                raise ValueError(f"`{name}` is a choice of the Discrete action of LoRATune-v0; "
+                                 f"{type(self).__name__} trains every action alike: leave "
+                                 f"`{name}` empty, got {list(getattr(self.config, name))}")
         self.grid = ActionGrid.of(self.config)
         self.action_space = self._action_space()
         spec = (OBSERVATION_SPEC + self._extra_observation_spec()
@@ -250,10 +250,10 @@ class LoRATuningEnv(gym.Env[np.ndarray, np.int64]):
         started = time.perf_counter()
         if self._is_stop(action):
             return self._stop(started)
-        steps = self._train_steps(action)
+        steps, augmentation = self._train_steps(action), self._augmentation(action)
         rank, lr = self._apply_action(action)
         prev = self._metrics
-        segment = self.session.train(rank, lr, steps)
+        segment = self.session.train(rank, lr, steps, augmentation)
         cost = segment_cost(segment.tokens, self.session.adapter.trainable_rank(), self.config)
         self._t += 1
         self._cost += cost
@@ -342,6 +342,12 @@ class LoRATuningEnv(gym.Env[np.ndarray, np.int64]):
         if not self.config.steps_choices:
             return self.config.steps_per_action
         return self.grid.steps_of(int(action))
+
+    def _augmentation(self, action) -> str:
+        """The augmentation of `action`: its ``augmentation_choices`` entry or the config's."""
+        if not self.config.augmentation_choices:
+            return self.config.augmentation
+        return self.grid.augmentation_of(int(action))
 
     def _apply_action(self, action) -> tuple[Any, float]:
         """Apply what the action sets besides rank and lr; return ``(rank, lr)`` for the session."""

@@ -80,7 +80,7 @@ class LoRAPerLayerEnv(LoRATuningEnv):
     * v0: Initial version: a rank per layer group plus lr, weight-preserving per-layer resize.
     """
 
-    takes_steps_choices = False
+    takes_grid_choices = False
 
     @property
     def n_groups(self) -> int:

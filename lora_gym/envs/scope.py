@@ -86,7 +86,7 @@ class LoRAScopeEnv(LoRATuningEnv):
     * v0: Initial version: (scope, rank, lr) actions over pre-allocated, frozen candidate modules.
     """
 
-    takes_steps_choices = False
+    takes_grid_choices = False
 
     def __init__(self, config: Any = None, render_mode: str | None = None, **overrides: Any):
         super().__init__(config, render_mode, **overrides)

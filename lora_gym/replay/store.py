@@ -60,21 +60,24 @@ _STEP_COLUMNS = ("task", "model", "config_hash", "episode_seed", "prefix", "step
                  *METRIC_NAMES, "rank", "lr", "cost", "cost_so_far", "diverged", "wall_time_s")
 
 
-NEW_FIELD_DEFAULTS: tuple[str, ...] = ("alpha_policy", "init", "layer_groups", "scopes",
-                                       "lr_schedule", "lr_warmup", "extra_observations",
-                                       "base_dtype", "steps_choices", "augmentation",
-                                       "augmentation_strength")
-"""Fields added after tables were recorded: left out of `config_hash` while they equal their
-default (the value every older row was computed with), so existing tables keep their hashes."""
+LEGACY_DEFAULTS: dict[str, Any] = {
+    "alpha_policy": "fixed", "init": "kaiming", "layer_groups": 2,
+    "scopes": ["top-1", "top-2", "all"], "lr_schedule": "constant", "lr_warmup": 0.1,
+    "extra_observations": [], "base_dtype": "float32", "steps_choices": [],
+    "augmentation": "none", "augmentation_strength": 0.2, "augmentation_choices": [],
+}
+"""Fields added after tables were recorded, with the value every older row was computed with:
+left out of `config_hash` while they equal it, so existing tables keep their hashes (frozen
+here: a later change of `EnvConfig`'s defaults must not change the key of an older table)."""
+NEW_FIELD_DEFAULTS: tuple[str, ...] = tuple(LEGACY_DEFAULTS)
 
 
 def outcome_config(config: EnvConfig) -> dict[str, Any]:
     """The config fields that change a step's outcome, with numbers normalised (2 -> 2.0)."""
     hints = typing.get_type_hints(EnvConfig)
-    defaults = EnvConfig().to_dict()
     out: dict[str, Any] = {"env_id": OUTCOME_ENV_ID}
     for name, value in config.to_dict().items():
-        if name in EXCLUDED_FIELDS or (name in NEW_FIELD_DEFAULTS and value == defaults[name]):
+        if name in EXCLUDED_FIELDS or (name in LEGACY_DEFAULTS and value == LEGACY_DEFAULTS[name]):
             continue
         if hints[name] is float:
             value = float(value)

@@ -57,31 +57,37 @@ Regressor = RandomFeatureEnsemble | NearestNeighbours
 
 
 def features(obs: np.ndarray, rank_position: float, lr_position: float,
-             steps_position: float | None = None) -> list[float]:
+             choices: tuple[float, ...] = ()) -> list[float]:
     """Regressor inputs of one step from observation `obs` with an action at grid positions.
 
     The entries of `OBSERVATION_SPEC` (an env's extra observation entries are not inputs), the
     action's rank and lr positions, their changes from the current ones, whether it is the
-    episode's first step and, for a grid with ``steps_choices``, the steps' position.
+    episode's first step and the action's `choices` inputs (`choice_inputs`).
     """
     o = obs[:len(OBSERVATION_NAMES)].tolist()
-    out = [*o, rank_position, lr_position, rank_position - o[_I["rank_position"]],
-           lr_position - o[_I["lr_position"]], float(o[_I["steps_left"]] >= 1.0)]
-    if steps_position is not None:
-        out.append(steps_position)
+    return [*o, rank_position, lr_position, rank_position - o[_I["rank_position"]],
+            lr_position - o[_I["lr_position"]], float(o[_I["steps_left"]] >= 1.0), *choices]
+
+
+def choice_inputs(grid: ActionGrid, action: int) -> tuple[float, ...]:
+    """An action's inputs beyond rank and lr (none without choices).
+
+    With ``steps_choices`` the steps' position, with ``augmentation_choices`` a one-hot of the
+    augmentation.
+    """
+    out = (grid.steps_position(grid.steps_of(action)),) if grid.steps else ()
+    if grid.augmentations:
+        kind = grid.augmentation_of(action)
+        out += tuple(float(kind == k) for k in grid.augmentations)
     return out
 
 
-def action_positions(grid: ActionGrid) -> tuple[list[float], list[float], list[float | None]]:
-    """Rank, lr and steps positions of every training action of the grid, in action order.
-
-    The steps positions are ``None`` for a grid without ``steps_choices`` (not an input then).
-    """
+def action_positions(grid: ActionGrid
+                     ) -> tuple[list[float], list[float], list[tuple[float, ...]]]:
+    """Rank and lr positions and the `choice_inputs` of every training action, in action order."""
     pairs = grid.pairs()
-    steps = [grid.steps_position(grid.steps_of(a)) if grid.steps else None
-             for a in range(grid.n_pairs)]
-    return [grid.rank_position(r) for r, _ in pairs], [grid.lr_position(lr) for _, lr in pairs], \
-        steps
+    return ([grid.rank_position(r) for r, _ in pairs], [grid.lr_position(lr) for _, lr in pairs],
+            [choice_inputs(grid, a) for a in range(grid.n_pairs)])
 
 
 def training_data(index: TableIndex, grid: ActionGrid, exclude: frozenset[str] = frozenset()
@@ -102,7 +108,7 @@ def training_data(index: TableIndex, grid: ActionGrid, exclude: frozenset[str] =
             xs.append(features(node.obs, ranks[action], lrs[action], steps[action]))
             ys.append([m.accuracy, m.f1, min(m.val_loss, LOSS_CAP), min(m.train_loss, LOSS_CAP)])
             tasks.append(task)
-    X = np.array(xs, dtype=np.float64).reshape(-1, len(OBSERVATION_NAMES) + 5 + bool(grid.steps))
+    X = np.array(xs, dtype=np.float64).reshape(-1, len(OBSERVATION_NAMES) + 5 + len(steps[0]))
     Y = np.array(ys, dtype=np.float64).reshape(-1, len(TARGET_NAMES))
     Y[:, :3] -= X[:, _DELTA_SLOTS]
     return X, Y, tasks
@@ -169,8 +175,8 @@ class Surrogate:
         return child
 
     def _child(self, task: str, node: Node, action: int) -> Node:
-        rank_position, lr_position, steps_position = (p[action] for p in self._positions)
-        x = features(node.obs, rank_position, lr_position, steps_position)
+        rank_position, lr_position, choices = (p[action] for p in self._positions)
+        x = features(node.obs, rank_position, lr_position, choices)
         predicted, uncertainty = self.models.predict(np.array([x]))
         metrics = next_metrics(x, predicted[0].tolist())
         rank, lr = self.grid.decode(action)
