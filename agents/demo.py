@@ -14,7 +14,10 @@
 3. Run a few of PPO's and the default's episodes on the live `LoRATune-v0` and compare them with
    their replay (`lora_gym.cli.sim2real`): is what PPO learned on the table real?
 
-    lora-gym demo [--config envs_configs/tiny.yaml] [--timesteps 50000] [--live-tasks 2]
+    lora-gym demo [--config legacy-v1] [--timesteps 50000] [--live-tasks 2]
+
+The demo's config is the one the shipped table was recorded under: ``legacy-v1`` (the default
+until 2026-12-04, see ``envs_configs/legacy-v1.yaml``) until a table for today's default ships.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ from lora_gym.core.actions import ActionGrid
 from lora_gym.core.config import resolve_config
 from lora_gym.policies import FixedPolicy, SB3Policy
 
+DEMO_CONFIG = "legacy-v1"
+"""The config of the shipped MiniLM table (`lora_gym.replay.tables`)."""
 EVALUATIONS = 80
 """``--eval-freq`` is timesteps / 80 per env: about 10 evaluations with the replay env's 8 envs."""
 
@@ -36,7 +41,9 @@ EVALUATIONS = 80
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line arguments."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--config", default=None, help="env config YAML (default: the embedded one)")
+    p.add_argument("--config", default=DEMO_CONFIG,
+                   help=f"env config: a shipped name or a YAML path (default {DEMO_CONFIG}: the "
+                        "config of the shipped MiniLM table)")
     p.add_argument("--store", default=None,
                    help="a recorded store to replay (default: the table shipped for the config)")
     p.add_argument("--timesteps", type=int_at_least(1), default=50_000,

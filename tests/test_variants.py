@@ -83,12 +83,13 @@ def test_variant_selection_rules():
 def test_default_task_set_splits_and_every_task_loads():
     default = load_task_set("default")
     train, val, test = (default.tasks(s) for s in ("train", "val", "test"))
-    assert len(train) >= 100 and len(val) >= 12 and len(test) >= 4
+    assert len(train) >= 100 and len(val) >= 12 and len(test) >= 12
     source_of = {s.corpus: (s.source, s.path) for s in default.tasks("all")}
     test_corpora = {s.corpus for s in test}
     assert not test_corpora & {s.corpus for s in train + val}
     assert not {source_of[c] for c in test_corpora} & {source_of[s.corpus] for s in train + val}
-    assert {s.corpus for s in test} == {"bbc-news", "chatterbot-topics"}
+    assert {s.corpus for s in test} == {"bbc-news", "chatterbot-topics", "sms-spam",
+                                        "trec-questions", "movie-reviews"}
     assert not {s.name for s in val} & {s.name for s in train}
     for spec in default.tasks("all"):
         data = load_task(spec)
@@ -172,3 +173,16 @@ def test_env_on_variants_passes_check_env(tmp_path):
         obs, _ = env.reset(seed=0)
         assert obs in env.observation_space
         assert env.task.name in {s.name for s in env.task_set.tasks(split)}
+
+
+def test_the_test_split_follows_its_written_rule():
+    """default_tasks.yaml: every held-out corpus gives the same families (README's rule)."""
+    test = load_task_set("default").tasks("test")
+    names = {s.name for s in test}
+    for corpus in {s.corpus for s in test}:
+        whole = load_task(next(s for s in test if s.name == corpus))
+        expected = {corpus, f"{corpus}/n64-s2", f"{corpus}/n128-noise20-s0",
+                    f"{corpus}/n256-noise20-s1"}
+        if whole.num_classes >= 5:
+            expected.add(f"{corpus}/k3-n128-s0")
+        assert {n for n in names if n.split("/")[0] == corpus} == expected, corpus

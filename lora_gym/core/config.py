@@ -45,9 +45,9 @@ class EnvConfig:
     """Task set: ``default`` or ``tiny`` (shipped in the package) or the path of a task-set YAML."""
     task_split: str = "train"
     """Which tasks ``reset`` samples from: ``train``, ``val``, ``test`` or ``all``."""
-    ranks: tuple[int, ...] = (2, 4, 8, 16)
+    ranks: tuple[int, ...] = (1, 4, 16)
     """LoRA ranks the agent can choose from (strictly increasing); episodes start at the first."""
-    learning_rates: tuple[float, ...] = (1.0e-4, 3.0e-4, 1.0e-3, 3.0e-3)
+    learning_rates: tuple[float, ...] = (3.0e-4, 1.0e-3, 3.0e-3, 1.0e-2, 3.0e-2)
     """Learning rates the agent can choose from (strictly increasing)."""
     episode_length: int = 8
     """Most fine-tune segments per episode; the episode is truncated after them."""

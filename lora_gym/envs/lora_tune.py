@@ -57,28 +57,30 @@ class LoRATuningEnv(gym.Env[np.ndarray, np.int64]):
 
     | Num | Rank | Learning rate |
     |-----|------|---------------|
-    | 0   | 2    | 1.0e-4        |
-    | 1   | 2    | 3.0e-4        |
-    | 2   | 2    | 1.0e-3        |
-    | 3   | 2    | 3.0e-3        |
-    | 4   | 4    | 1.0e-4        |
+    | 0   | 1    | 3.0e-4        |
+    | 1   | 1    | 1.0e-3        |
+    | 2   | 1    | 3.0e-3        |
+    | 3   | 1    | 1.0e-2        |
+    | 4   | 1    | 3.0e-2        |
     | 5   | 4    | 3.0e-4        |
     | 6   | 4    | 1.0e-3        |
     | 7   | 4    | 3.0e-3        |
-    | 8   | 8    | 1.0e-4        |
-    | 9   | 8    | 3.0e-4        |
-    | 10  | 8    | 1.0e-3        |
-    | 11  | 8    | 3.0e-3        |
-    | 12  | 16   | 1.0e-4        |
-    | 13  | 16   | 3.0e-4        |
-    | 14  | 16   | 1.0e-3        |
-    | 15  | 16   | 3.0e-3        |
-    | 16  | stop | -             |
+    | 8   | 4    | 1.0e-2        |
+    | 9   | 4    | 3.0e-2        |
+    | 10  | 16   | 3.0e-4        |
+    | 11  | 16   | 1.0e-3        |
+    | 12  | 16   | 3.0e-3        |
+    | 13  | 16   | 1.0e-2        |
+    | 14  | 16   | 3.0e-2        |
+    | 15  | stop | -             |
 
     With ``steps_choices`` (e.g. ``[10, 20, 40]``, seed 000's training steps as an action; off by
     default) every pair is offered with each number of optimizer steps: action
     ``(i * len(learning_rates) + j) * len(steps_choices) + k`` trains ``steps_choices[k]`` steps
     (`lora_gym.core.actions.ActionGrid`), and the cost grows with them (it counts tokens).
+    With ``augmentation_choices`` (e.g. ``[none, hidden_noise, mixup]``, seed 000's 数据增强策略)
+    every (rank, lr[, steps]) is offered with each augmentation of the training batches
+    (`lora_gym.engine.augment`); the augmentation varies fastest in the index.
 
     ## Observation Space
     `Box(low, high, (16,), float32)`; names in ``env.unwrapped.observation_names``:
@@ -109,10 +111,13 @@ class LoRATuningEnv(gym.Env[np.ndarray, np.int64]):
     ``log10_train_size`` counts the task's training rows (a variant's own; a plain task's before the
     ``max_train`` cap); ``knn_label_agreement`` is the fraction of training rows whose nearest other
     training row (TF-IDF cosine) has the same label, a proxy for label noise and class separability
-    (`lora_gym.tasks.features`).
+    (`lora_gym.tasks.features`). With a ``cost_weight`` range, one more entry comes last:
+    ``log10_cost_weight`` (this episode's λ, clipped to [−4, 1]).
 
     ## Rewards
-    By default ``Δaccuracy − λ·cost`` (``delta_acc_minus_cost``, λ = ``cost_weight`` = 0.01),
+    By default ``Δaccuracy − λ·cost`` (``delta_acc_minus_cost``, λ = ``cost_weight`` = 0.01;
+    with a range ``cost_weight: [lo, hi]`` every episode draws λ log-uniformly from it and the
+    observation ends with ``log10_cost_weight``: `lora_gym.core.preferences`),
     where cost is a deterministic compute proxy of the segment (tokens × rank factor, about 1 for
     a default step; see `lora_gym.core.cost`). Any reward function can be plugged in (``reward_fn``:
     a registered name, ``package.module:function``, or a callable); its named components are in
@@ -128,7 +133,8 @@ class LoRATuningEnv(gym.Env[np.ndarray, np.int64]):
     ## Starting State
     A task is drawn from the ``task_split`` of the task set with the env's ``np_random`` (or given
     as ``options={"task": name}``), then an episode seed (or given as
-    ``options={"episode_seed": s}``; it seeds the head, the adapter and the batches); the model
+    ``options={"episode_seed": s}``; it seeds the head, the adapter and the batches), then λ
+    (``options={"cost_weight": λ}``, drawn only from a range); the model
     gets a fresh classification head and a fresh LoRA adapter at the smallest rank (B = 0, so the
     untrained model is the base model); the first observation is its evaluation.
 

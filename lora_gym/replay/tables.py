@@ -2,35 +2,49 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import json
 import lzma
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 from lora_gym.core.config import EnvConfig
 from lora_gym.core.paths import cache_dir
 from lora_gym.replay.index import RECORD_HINT
+from lora_gym.replay.store import config_hash
 
 TABLES_DIR = Path(__file__).parents[1] / "tables"
-"""Where shipped tables live: ``<name>.sqlite`` or a compressed ``<name>.sqlite.xz``."""
-SHIPPED_TABLES: dict[tuple[str, str], str] = {("minilm", "default"): "default",
-                                              ("tiny-bert", "tiny"): "tiny"}
-"""(model, task_set) of a config -> the name of the table shipped for it."""
+"""Where shipped tables live: ``<name>.sqlite`` or a compressed ``<name>.sqlite.xz``, each with
+its ``<name>.meta.json`` (the config it was recorded under, its hash, its coverage)."""
+SHIPPED_TABLES: tuple[str, ...] = ("default", "tiny")
+"""The names of the tables shipped in the package."""
+
+
+@functools.cache
+def table_meta(name: str, tables_dir: Path = TABLES_DIR) -> dict[str, Any]:
+    """The ``meta.json`` of a shipped table."""
+    return json.loads((tables_dir / f"{name}.meta.json").read_text(encoding="utf-8"))
 
 
 def shipped_table_name(config: EnvConfig) -> str:
-    """The name of the table shipped for a config's (model, task_set).
+    """The name of the shipped table recorded under `config` (same `config_hash`).
 
     Raises:
-        LookupError: No table is shipped for that pair.
+        LookupError: No shipped table was recorded under that config; the message lists the
+            shipped tables and the config each replays.
     """
-    pair = (config.model, config.task_set)
-    if pair not in SHIPPED_TABLES:
-        raise LookupError(f"no table is shipped for model {config.model!r} and task_set "
-                          f"{config.task_set!r} (shipped: {sorted(SHIPPED_TABLES)}); "
-                          f"{RECORD_HINT}")
-    return SHIPPED_TABLES[pair]
+    key = config_hash(config)
+    for name in SHIPPED_TABLES:
+        if table_meta(name)["config_hash"] == key:
+            return name
+    shipped = ", ".join(f"{name!r} (config: {Path(table_meta(name)['config']).stem})"
+                        for name in SHIPPED_TABLES)
+    raise LookupError(f"no table is shipped for this config (model {config.model!r}, task_set "
+                      f"{config.task_set!r}, config hash {key}); shipped tables: {shipped}: "
+                      f"give that config (e.g. config: legacy-v1), or {RECORD_HINT}")
 
 
 def resolve_store(store: str | os.PathLike | None, config: EnvConfig,
@@ -48,12 +62,12 @@ def resolve_store(store: str | os.PathLike | None, config: EnvConfig,
     """
     if store is None:
         store = shipped_table_name(config)
-    if isinstance(store, str) and store in SHIPPED_TABLES.values():
+    if isinstance(store, str) and store in SHIPPED_TABLES:
         return _shipped_path(store, tables_dir), True
     path = Path(store)
     if not path.is_file():
         raise FileNotFoundError(f"`store` {os.fspath(store)!r} is not a file; give a store path "
-                                f"or a shipped table name {sorted(SHIPPED_TABLES.values())}")
+                                f"or a shipped table name {list(SHIPPED_TABLES)}")
     return path, False
 
 
