@@ -36,6 +36,7 @@ import numpy as np
 
 from lora_gym.core.actions import ActionGrid
 from lora_gym.core.config import EnvConfig
+from lora_gym.core.cost import rank_factor
 from lora_gym.policies import Policy
 from lora_gym.replay.store import Store, config_hash
 
@@ -165,8 +166,21 @@ class Curve:
         return self.acc[k] - self.acc[0] - lam * self.cost[k]
 
 
+def cost_scale(rank: int, recorded_ranks: tuple[int, ...]) -> float:
+    """Factor that turns a segment's recorded cost into the default config's cost units.
+
+    A segment's cost is tokens × (1 + rank / median rank of the grid) / 2: the sweep's wide grid
+    (median 8) prices a rank lower than the default grid (median 4) does, so the report
+    re-prices every segment as the default config would (same tokens, same rank).
+    """
+    return rank_factor(rank, EnvConfig()) / rank_factor(rank, EnvConfig(ranks=recorded_ranks))
+
+
 def load_curves(stores: list[str]) -> list[Curve]:
-    """Every recorded prefix of the sweep's configs, as (task, decoded actions) -> curve."""
+    """Every recorded prefix of the sweep's configs, as (task, decoded actions) -> curve.
+
+    Costs are in the default config's units (`cost_scale`).
+    """
     out: list[Curve] = []
     for path in stores:
         with Store(path, readonly=True) as st:
@@ -179,11 +193,12 @@ def load_curves(stores: list[str]) -> list[Curve]:
                 for r in st.rows(info["model"], info["config_hash"]):
                     rows[(r[0], r[3])][r[4]] = r
                 for (task, _seed), by_prefix in rows.items():
-                    out.extend(_chains(task, by_prefix, grid, f"{alpha}/{aug}"))
+                    out.extend(_chains(task, by_prefix, grid, f"{alpha}/{aug}",
+                                       tuple(cfg["ranks"])))
     return out
 
 
-def _chains(task, by_prefix, grid, tag) -> list[Curve]:
+def _chains(task, by_prefix, grid, tag, recorded_ranks) -> list[Curve]:
     """A curve for every recorded prefix whose every ancestor is recorded."""
     if "" not in by_prefix:
         return []
@@ -198,8 +213,9 @@ def _chains(task, by_prefix, grid, tag) -> list[Curve]:
             continue
         nodes = [root, *chain]
         acc = [math.nan if n[7] is None else n[7] for n in nodes]
+        costs = np.cumsum([0.0] + [n[13] * cost_scale(n[11], recorded_ranks) for n in chain])
         curves.append(Curve(task, tuple((*grid.decode(a), tag) for a in acts), acc,
-                            [n[14] for n in nodes], [bool(n[15]) for n in nodes]))
+                            costs.tolist(), [bool(n[15]) for n in nodes]))
     return curves
 
 
@@ -226,13 +242,17 @@ def report(stores: list[str], val_tasks: set[str]) -> str:
     train = [t for t in tasks if t not in val_tasks]
     val = [t for t in tasks if t in val_tasks]
     lines = [f"{len(curves)} recorded prefixes, {len(static)} fixed-action episodes; "
-             f"{len(train)} train tasks, {len(val)} val tasks.", ""]
+             f"{len(train)} train tasks, {len(val)} val tasks. Costs in the default config's "
+             "units (its grid's median rank prices the rank factor).", ""]
     lines += _best_table(static, train, "train")
     lines += _lr_table(static, train, "train")
     lines += _best_table(static, val, "val")
     lines += _lr_table(static, val, "val")
     for lam in LAMBDAS:
         lines += _headroom(curves, static, train, val, lam)
+    for lam in LAMBDAS:
+        lines += _headroom(curves, static, train, val, lam, in_default_space,
+                           "the default action space")
     return "\n".join(lines)
 
 
@@ -293,8 +313,20 @@ def _lr_table(static, tasks, split, rank: int = 4) -> list[str]:
     return [*lines, ""]
 
 
-def _headroom(curves, static, train, val, lam) -> list[str]:
-    """Headroom figures (a) and (b) on the val tasks at one λ."""
+def in_default_space(action) -> bool:
+    """Whether a swept (rank, lr, alpha/augmentation) is an action of the default config."""
+    rank, lr, tag = action
+    alpha, aug = tag.split("/")
+    config = EnvConfig()
+    return (rank in config.ranks and lr in config.learning_rates and alpha == config.alpha_policy
+            and aug in (config.augmentation_choices or (config.augmentation,)))
+
+
+def _headroom(curves, static, train, val, lam, allowed=None, scope="the sweep") -> list[str]:
+    """Headroom figures (a) and (b) on the val tasks at one λ (actions filtered by `allowed`)."""
+    if allowed is not None:
+        curves = [c for c in curves if all(map(allowed, c.actions))]
+        static = {key: c for key, c in static.items() if allowed(key[1])}
     candidates = defaultdict(dict)  # (action, k) -> task -> return
     for (task, action), c in static.items():
         for k in range(1, len(c.acc)):
@@ -304,8 +336,8 @@ def _headroom(curves, static, train, val, lam) -> list[str]:
     if not common or not val:
         return [f"λ={lam}: not enough recorded to compare (no action swept on every task)", ""]
     best_key = max(common, key=lambda key: np.mean([common[key][t] for t in train]))
-    rows = [f"### Headroom on val at λ = {lam} (global best static chosen on train: "
-            f"{_fmt(best_key[0])} x{best_key[1]} segments)", "",
+    rows = [f"### Headroom on val at λ = {lam}, actions of {scope} (global best static chosen "
+            f"on train: {_fmt(best_key[0])} x{best_key[1]} segments)", "",
             "| val task | global static | oracle static | best sequence | (a) oracle − global "
             "| (b) sequence − oracle | sequence − global |", "|---|---|---|---|---|---|---|"]
     a_all, b_all, bg_all = [], [], []

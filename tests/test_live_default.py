@@ -14,7 +14,7 @@ def test_one_real_step_on_minilm():
     assert obs in env.observation_space
     net = env.unwrapped.session.net
     assert net.config.num_hidden_layers == 6 and net.config.hidden_size == 384
-    obs, reward, terminated, truncated, info = env.step(env.unwrapped.grid.encode(8, 1.0e-3))
+    obs, reward, terminated, truncated, info = env.step(env.unwrapped.grid.encode(16, 1.0e-3))
     assert obs in env.observation_space and not terminated
-    assert np.isfinite(reward) and info["rank"] == 8
+    assert np.isfinite(reward) and info["rank"] == 16
     assert 0.0 <= info["metrics"]["accuracy"] <= 1.0

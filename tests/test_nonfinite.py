@@ -34,8 +34,8 @@ def inf_val_loss(train_loss=NAN):
 def patch_train_loss(session, monkeypatch, loss):
     real = session.train
 
-    def train(rank, lr, steps):
-        return SegmentResult(loss, real(rank, lr, steps).tokens, diverged=False)
+    def train(rank, lr, steps, augmentation=None):
+        return SegmentResult(loss, real(rank, lr, steps, augmentation).tokens, diverged=False)
 
     monkeypatch.setattr(session, "train", train)
 

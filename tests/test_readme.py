@@ -21,7 +21,7 @@ SUBSTITUTIONS: tuple[tuple[str, str, str], ...] = (
     ("-n 2048", "-n 32 --eval-freq 16 --eval-episodes 1 -params n_steps:16 batch_size:16",
      "live PPO budget (evaluation every 16 steps, so best_model.zip exists)"),
     ("--seeds 5", "--seeds 1", "evaluation seeds of compare"),
-    ("--env-kwargs pessimism:1.0", "--env-kwargs pessimism:1.0 -n 256 -params n_steps:32",
+    ("config:legacy-v1 pessimism:1.0", "config:legacy-v1 pessimism:1.0 -n 256 -params n_steps:32",
      "50k replay timesteps on the default table"),
     ("store:runs/mine.sqlite", "store:runs/mine.sqlite -n 256 -params n_steps:32",
      "50k replay timesteps"),
