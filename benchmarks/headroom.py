@@ -38,6 +38,7 @@ from lora_gym.core.actions import ActionGrid
 from lora_gym.core.config import EnvConfig
 from lora_gym.core.cost import rank_factor
 from lora_gym.policies import Policy
+from lora_gym.replay.recording import episode_seed
 from lora_gym.replay.store import Store, config_hash
 
 RANKS = (1, 2, 4, 8, 16, 32, 64)
@@ -84,6 +85,9 @@ class Phase:
     schedules: tuple[tuple[tuple[int, float, int], ...], ...] = ()
     """Each a sequence of (rank, lr, segments) legs; the last leg fills the episode."""
     config: dict = dataclasses.field(default_factory=dict)
+    seed: int = 0
+    """The reset seed of every episode (1: a second episode seed, to check the oracle's choice
+    on episodes it was not chosen on)."""
 
 
 def _pairs(ranks, lrs):
@@ -111,6 +115,9 @@ PHASES: dict[str, Phase] = {
                            config={"augmentation": "hidden_noise"}),
     "aug-mixup-val": Phase("val", _pairs((4,), (3.0e-3, 1.0e-2)),
                            config={"augmentation": "mixup"}),
+    "xseed-val": Phase("val", _pairs((4,), (1.0e-3, 3.0e-3, 1.0e-2, 3.0e-2)), seed=1),
+    "xseed-noise-val": Phase("val", _pairs((4,), (3.0e-3, 1.0e-2)),
+                             config={"augmentation": "hidden_noise"}, seed=1),
     "sched-train": Phase("train", schedules=SCHEDULES),
     "sched-val": Phase("val", schedules=SCHEDULES),
 }
@@ -131,7 +138,7 @@ def phase_jobs(phase: Phase, config: EnvConfig) -> list[tuple[Policy, str, int]]
         actions = [grid.encode(r, lr) for r, lr, n in legs for _ in range(n)]
         policies.append(SequencePolicy(actions, "+".join(f"r{r}-lr{lr:g}x{n}" for r, lr, n
                                                           in legs)))
-    return [(p, task, 0) for task in tasks for p in policies]
+    return [(p, task, phase.seed) for task in tasks for p in policies]
 
 
 def record_phases(names: list[str], store: str) -> None:
@@ -157,6 +164,8 @@ class Curve:
     acc: list[float]
     cost: list[float]
     diverged: list[bool]
+    seed: int = 0
+    """The episode seed (`lora_gym.replay.recording.episode_seed` of the phase's reset seed)."""
 
     def ret(self, k: int, lam: float, penalty: float = 1.0) -> float:
         """Return of stopping after k segments (a divergence ends the prefix)."""
@@ -192,13 +201,13 @@ def load_curves(stores: list[str]) -> list[Curve]:
                 rows = defaultdict(dict)
                 for r in st.rows(info["model"], info["config_hash"]):
                     rows[(r[0], r[3])][r[4]] = r
-                for (task, _seed), by_prefix in rows.items():
+                for (task, seed), by_prefix in rows.items():
                     out.extend(_chains(task, by_prefix, grid, f"{alpha}/{aug}",
-                                       tuple(cfg["ranks"])))
+                                       tuple(cfg["ranks"]), seed))
     return out
 
 
-def _chains(task, by_prefix, grid, tag, recorded_ranks) -> list[Curve]:
+def _chains(task, by_prefix, grid, tag, recorded_ranks, seed) -> list[Curve]:
     """A curve for every recorded prefix whose every ancestor is recorded."""
     if "" not in by_prefix:
         return []
@@ -215,7 +224,7 @@ def _chains(task, by_prefix, grid, tag, recorded_ranks) -> list[Curve]:
         acc = [math.nan if n[7] is None else n[7] for n in nodes]
         costs = np.cumsum([0.0] + [n[13] * cost_scale(n[11], recorded_ranks) for n in chain])
         curves.append(Curve(task, tuple((*grid.decode(a), tag) for a in acts), acc,
-                            costs.tolist(), [bool(n[15]) for n in nodes]))
+                            costs.tolist(), [bool(n[15]) for n in nodes], int(seed)))
     return curves
 
 
@@ -224,10 +233,13 @@ def corpus(task: str) -> str:
     return task.split("/")[0]
 
 
-def static_table(curves: list[Curve]) -> dict[tuple[str, tuple], Curve]:
-    """(task, fixed action) -> its full-length fixed-action curve."""
+def static_table(curves: list[Curve], reset_seed: int = 0) -> dict[tuple[str, tuple], Curve]:
+    """(task, fixed action) -> its full-length fixed-action curve on one reset seed's episode."""
     out = {}
+    seed = episode_seed(reset_seed)
     for c in curves:
+        if c.seed != seed:
+            continue
         if len(set(c.actions)) == 1 and (c.task, c.actions[0]) not in out or (
                 len(set(c.actions)) == 1 and len(c.acc) > len(out[(c.task, c.actions[0])].acc)):
             out[(c.task, c.actions[0])] = c
@@ -237,6 +249,8 @@ def static_table(curves: list[Curve]) -> dict[tuple[str, tuple], Curve]:
 def report(stores: list[str], val_tasks: set[str]) -> str:
     """The sweep's tables and headroom figures, as markdown."""
     curves = load_curves(stores)
+    second = static_table(curves, reset_seed=1)
+    curves = [c for c in curves if c.seed == episode_seed(0)]
     static = static_table(curves)
     tasks = sorted({t for t, _ in static})
     train = [t for t in tasks if t not in val_tasks]
@@ -253,7 +267,44 @@ def report(stores: list[str], val_tasks: set[str]) -> str:
     for lam in LAMBDAS:
         lines += _headroom(curves, static, train, val, lam, in_default_space,
                            "the default action space")
+    if second:
+        lines += _cross_seed(static, second, train, val)
     return "\n".join(lines)
+
+
+def _cross_seed(static, second, train, val) -> list[str]:
+    """Headroom (a) out of sample: choices made on seed-0 episodes, scored on seed-1 episodes.
+
+    Over the actions recorded on both seeds: the global best static (chosen on the train tasks)
+    and each val task's oracle static (chosen on its seed-0 episodes) are both scored on the val
+    task's seed-1 episode; the in-sample (seed-0) figure over the same actions is beside it.
+    """
+    actions = {a for (t, a) in second}
+    tasks = [t for t in val if all((t, a) in second for a in actions)]
+    if not tasks:
+        return []
+    lines = ["### Headroom (a) out of sample (val; choices on reset seed 0, scored on reset "
+             f"seed 1; {len(actions)} actions recorded on both: "
+             + ", ".join(_fmt(a) for a in sorted(actions)) + ")", "",
+             "| λ | global static (train choice) | in-sample (a) | out-of-sample (a) | "
+             "tasks where the oracle's choice beats the global one on seed 1 |",
+             "|---|---|---|---|---|"]
+    for lam in LAMBDAS:
+        keys = [(a, k) for a in actions for k in range(1, 9)]
+        best = max(keys, key=lambda key: np.mean([static[t, key[0]].ret(key[1], lam)
+                                                  for t in train if (t, key[0]) in static]))
+        ins, outs, wins = [], [], 0
+        for t in tasks:
+            oracle = max(keys, key=lambda key: static[t, key[0]].ret(key[1], lam))
+            ins.append(static[t, oracle[0]].ret(oracle[1], lam)
+                       - static[t, best[0]].ret(best[1], lam))
+            diff = (second[t, oracle[0]].ret(oracle[1], lam)
+                    - second[t, best[0]].ret(best[1], lam))
+            outs.append(diff)
+            wins += diff > 0
+        lines.append(f"| {lam} | {_fmt(best[0])} x{best[1]} | {np.mean(ins):+.3f} | "
+                     f"{np.mean(outs):+.3f} | {wins} of {len(tasks)} |")
+    return [*lines, ""]
 
 
 def _fmt(action) -> str:

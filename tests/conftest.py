@@ -29,6 +29,32 @@ def tiny_grid():
     return gym.make("LoRATune-v0", config=TINY).unwrapped.grid
 
 
+def replay_random_episodes(config, store: Path, episodes: int = 4):
+    """Record random episodes of `config` on two tiny tasks into `store`, then replay random
+    actions on `LoRATuneReplay-v0` (every step from the table or the surrogate); the env."""
+    import numpy as np
+
+    from lora_gym.core.actions import ActionGrid
+    from lora_gym.policies import RandomPolicy
+    from lora_gym.replay.recording import record
+
+    grid = ActionGrid.of(config)
+    jobs = [(RandomPolicy(grid.n_pairs, seed=0), task, s) for task in ("synth-a", "synth-b")
+            for s in range(2)]
+    record(config, jobs, store, progress=False)
+    env = gym.make("LoRATuneReplay-v0", config=config, store=str(store))
+    assert env.action_space.n == len(grid)
+    rng = np.random.default_rng(0)
+    for episode in range(episodes):
+        env.reset(seed=episode)
+        for _ in range(config.episode_length):
+            *_, terminated, truncated, info = env.step(int(rng.integers(grid.n_pairs)))
+            assert info["source"] in ("table", "surrogate") and np.isfinite(info["cost"])
+            if terminated or truncated:
+                break
+    return env
+
+
 def build_wheel(tmp: Path) -> Path:
     """The lora-gym wheel built from a copy of the package's sources (no network, no deps)."""
     import shutil

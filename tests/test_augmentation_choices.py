@@ -9,7 +9,7 @@ from stable_baselines3.common.env_checker import check_env as sb3_check_env
 from lora_gym.core.actions import ActionGrid
 from lora_gym.core.config import ConfigError, resolve_config
 from lora_gym.replay.store import config_hash
-from tests.conftest import TINY
+from tests.conftest import TINY, replay_random_episodes
 
 KINDS = ["none", "hidden_noise", "mixup"]
 
@@ -91,23 +91,6 @@ def test_the_variants_refuse_choices_and_tables_keep_their_keys():
 
 
 def test_replay_serves_choices_from_a_recorded_store(tmp_path):
-    from lora_gym.policies import RandomPolicy
-    from lora_gym.replay.recording import record
-
     config = resolve_config(TINY, augmentation_choices=KINDS, task_split="train")
-    store = tmp_path / "aug.sqlite"
-    grid = ActionGrid.of(config)
-    jobs = [(RandomPolicy(grid.n_pairs, seed=0), task, s) for task in ("synth-a", "synth-b")
-            for s in range(2)]
-    record(config, jobs, store, progress=False)
-    env = gym.make("LoRATuneReplay-v0", config=config, store=str(store))
-    assert env.action_space.n == len(grid)
-    rng = np.random.default_rng(0)
-    for episode in range(4):
-        env.reset(seed=episode)
-        for _ in range(config.episode_length):
-            *_, terminated, truncated, info = env.step(int(rng.integers(grid.n_pairs)))
-            assert info["source"] in ("table", "surrogate") and np.isfinite(info["cost"])
-            if terminated or truncated:
-                break
+    env = replay_random_episodes(config, tmp_path / "aug.sqlite")
     assert env.unwrapped.source_counts["surrogate"] > 0  # the surrogate took the one-hot input
