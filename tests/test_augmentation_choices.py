@@ -94,3 +94,14 @@ def test_replay_serves_choices_from_a_recorded_store(tmp_path):
     config = resolve_config(TINY, augmentation_choices=KINDS, task_split="train")
     env = replay_random_episodes(config, tmp_path / "aug.sqlite")
     assert env.unwrapped.source_counts["surrogate"] > 0  # the surrogate took the one-hot input
+
+
+def test_default_offers_noise_and_the_variants_drop_it():
+    from lora_gym.core.config import EnvConfig
+
+    assert EnvConfig().augmentation_choices == ("none", "hidden_noise")
+    env = gym.make("LoRATune-v0").unwrapped  # no heavy work before reset
+    assert env.action_space.n == 2 * len(env.config.ranks) * len(env.config.learning_rates) + 1
+    for env_id in ("LoRATunePerLayer-v0", "LoRATuneScope-v0"):
+        variant = gym.make(env_id).unwrapped
+        assert variant.config.augmentation_choices == () and variant.grid.augmentations == ()

@@ -136,12 +136,14 @@ def test_wall_time_only_when_asked():
 
 
 def test_docstring_action_table_matches_default_grid():
-    rows = re.findall(r"^\s*\|\s*(\d+)\s*\|\s*(\d+)\s*\|\s*([\d.e+-]+)\s*\|\s*$",
+    rows = re.findall(r"^\s*\|\s*(\d+)\s*\|\s*(\d+)\s*\|\s*([\d.e+-]+)\s*\|\s*([a-z_]+)\s*\|\s*$",
                       LoRATuningEnv.__doc__, flags=re.M)
     env = LoRATuningEnv()  # default config: no heavy work until reset
-    assert [(int(r), float(lr)) for _, r, lr in rows] == env.grid.pairs()
+    assert [(int(r), float(lr)) for _, r, lr, _ in rows] == env.grid.pairs()
+    assert [aug for *_, aug in rows] == [env.grid.augmentation_of(a)
+                                         for a in range(env.grid.n_pairs)]
     stop = re.findall(r"^\s*\|\s*(\d+)\s*\|\s*stop\s*\|", LoRATuningEnv.__doc__, flags=re.M)
-    assert [int(n) for n, _, _ in rows] + [int(n) for n in stop] == list(range(env.action_space.n))
+    assert [int(n) for n, *_ in rows] + [int(n) for n in stop] == list(range(env.action_space.n))
     assert [int(n) for n in stop] == [env.grid.stop_action]
 
 

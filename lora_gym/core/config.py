@@ -100,11 +100,12 @@ class EnvConfig:
     ``none``, ``hidden_noise`` (Gaussian noise on the hidden states entering the first layer a
     batch runs, i.e. the first LoRA layer with the prefix cache) or ``mixup`` (manifold mixup of
     those states and of the labels). BERT-style models only; evaluation is never augmented."""
-    augmentation_choices: tuple[str, ...] = ()
+    augmentation_choices: tuple[str, ...] = ("none", "hidden_noise")
     """Augmentation as a choice of the action (seed 000): augmentations an action can train
     with, among `augmentation`'s values and including `augmentation` (what the baselines'
     segments use); every (rank, lr[, steps]) of the grid is offered with each. Empty: every
-    action trains with `augmentation`."""
+    action trains with `augmentation`. Default ``[none, hidden_noise]``: the headroom sweep's
+    rule, see ``envs_configs/default.yaml``."""
     augmentation_strength: float = 0.2
     """``hidden_noise``: noise std as a fraction of the hidden states' std; ``mixup``: α of the
     Beta(α, α) mixing weight."""

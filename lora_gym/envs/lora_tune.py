@@ -50,36 +50,54 @@ class LoRATuningEnv(gym.Env[np.ndarray, np.int64]):
     fixed validation subset. The agent learns schedules that reach high accuracy at low compute.
 
     ## Action Space
-    `Discrete(len(ranks) * len(learning_rates) + 1)`; action ``i * len(learning_rates) + j``
-    selects ``(ranks[i], learning_rates[j])`` and the last action is *stop* (with
-    ``stop_action: false`` there is no stop and the space is exactly the grid). With the default
-    grid:
+    `Discrete(len(ranks) * len(learning_rates) * len(augmentation_choices) + 1)`; action
+    ``(i * len(learning_rates) + j) * len(augmentation_choices) + m`` selects ``(ranks[i],
+    learning_rates[j])`` trained with augmentation ``augmentation_choices[m]``, and the last
+    action is *stop* (with ``stop_action: false`` there is no stop and the space is exactly the
+    grid; with ``augmentation_choices: []`` every action trains with ``augmentation``). With the
+    default grid:
 
-    | Num | Rank | Learning rate |
-    |-----|------|---------------|
-    | 0   | 1    | 3.0e-4        |
-    | 1   | 1    | 1.0e-3        |
-    | 2   | 1    | 3.0e-3        |
-    | 3   | 1    | 1.0e-2        |
-    | 4   | 1    | 3.0e-2        |
-    | 5   | 4    | 3.0e-4        |
-    | 6   | 4    | 1.0e-3        |
-    | 7   | 4    | 3.0e-3        |
-    | 8   | 4    | 1.0e-2        |
-    | 9   | 4    | 3.0e-2        |
-    | 10  | 16   | 3.0e-4        |
-    | 11  | 16   | 1.0e-3        |
-    | 12  | 16   | 3.0e-3        |
-    | 13  | 16   | 1.0e-2        |
-    | 14  | 16   | 3.0e-2        |
-    | 15  | stop | -             |
+    | Num | Rank | Learning rate | Augmentation |
+    |-----|------|---------------|--------------|
+    | 0   | 1    | 3.0e-4        | none         |
+    | 1   | 1    | 3.0e-4        | hidden_noise |
+    | 2   | 1    | 1.0e-3        | none         |
+    | 3   | 1    | 1.0e-3        | hidden_noise |
+    | 4   | 1    | 3.0e-3        | none         |
+    | 5   | 1    | 3.0e-3        | hidden_noise |
+    | 6   | 1    | 1.0e-2        | none         |
+    | 7   | 1    | 1.0e-2        | hidden_noise |
+    | 8   | 1    | 3.0e-2        | none         |
+    | 9   | 1    | 3.0e-2        | hidden_noise |
+    | 10  | 4    | 3.0e-4        | none         |
+    | 11  | 4    | 3.0e-4        | hidden_noise |
+    | 12  | 4    | 1.0e-3        | none         |
+    | 13  | 4    | 1.0e-3        | hidden_noise |
+    | 14  | 4    | 3.0e-3        | none         |
+    | 15  | 4    | 3.0e-3        | hidden_noise |
+    | 16  | 4    | 1.0e-2        | none         |
+    | 17  | 4    | 1.0e-2        | hidden_noise |
+    | 18  | 4    | 3.0e-2        | none         |
+    | 19  | 4    | 3.0e-2        | hidden_noise |
+    | 20  | 16   | 3.0e-4        | none         |
+    | 21  | 16   | 3.0e-4        | hidden_noise |
+    | 22  | 16   | 1.0e-3        | none         |
+    | 23  | 16   | 1.0e-3        | hidden_noise |
+    | 24  | 16   | 3.0e-3        | none         |
+    | 25  | 16   | 3.0e-3        | hidden_noise |
+    | 26  | 16   | 1.0e-2        | none         |
+    | 27  | 16   | 1.0e-2        | hidden_noise |
+    | 28  | 16   | 3.0e-2        | none         |
+    | 29  | 16   | 3.0e-2        | hidden_noise |
+    | 30  | stop | -             | -            |
 
     With ``steps_choices`` (e.g. ``[10, 20, 40]``, seed 000's training steps as an action; off by
     default) every pair is offered with each number of optimizer steps: action
-    ``(i * len(learning_rates) + j) * len(steps_choices) + k`` trains ``steps_choices[k]`` steps
+    ``((i * len(learning_rates) + j) * len(steps_choices) + k) * len(augmentation_choices) + m``
+    trains ``steps_choices[k]`` steps
     (`lora_gym.core.actions.ActionGrid`), and the cost grows with them (it counts tokens).
-    With ``augmentation_choices`` (e.g. ``[none, hidden_noise, mixup]``, seed 000's 数据增强策略)
-    every (rank, lr[, steps]) is offered with each augmentation of the training batches
+    ``augmentation_choices`` (seed 000's 数据增强策略; default ``[none, hidden_noise]``) offers
+    every (rank, lr[, steps]) with each augmentation of the training batches
     (`lora_gym.engine.augment`); the augmentation varies fastest in the index.
 
     ## Observation Space
@@ -170,10 +188,15 @@ class LoRATuningEnv(gym.Env[np.ndarray, np.int64]):
     metadata = {"render_modes": ["ansi"]}
     takes_grid_choices = True
     """Whether the action can choose the training steps and augmentation (``steps_choices``,
-    ``augmentation_choices``); the ``MultiDiscrete`` variants cannot."""
+    ``augmentation_choices``); the ``MultiDiscrete`` variants cannot: they drop the default's
+    ``augmentation_choices`` (training every action with ``augmentation``) and refuse others."""
 
     def __init__(self, config: Any = None, render_mode: str | None = None, **overrides: Any):
         self.config: EnvConfig = resolve_config(config, **overrides)
+        if not self.takes_grid_choices and (self.config.augmentation_choices
+                                            == EnvConfig().augmentation_choices):
+            # the default's choices belong to the Discrete grid; a variant trains `augmentation`
+            self.config = self.config.replace(augmentation_choices=())
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or "
                              f"None, got {render_mode!r}")
