@@ -269,9 +269,38 @@ def report(stores: list[str], val_tasks: set[str]) -> str:
     for lam in LAMBDAS:
         lines += _headroom(curves, static, train, val, lam, in_default_space,
                            "the default action space")
+    lines += _augmentation_table(static, second, tasks)
     if second:
         lines += _cross_seed(static, second, train, val)
     return "\n".join(lines)
+
+
+def _augmentation_table(static, second, tasks, lam: float = 0.01) -> list[str]:
+    """Per task: the best return with each augmentation minus the best without (seed 0 and 1).
+
+    Best over r4 at lr 3e-3 and 1e-2 and 1-8 segments; "–" where not recorded on every one.
+    """
+    def best(table, task, aug):
+        curves = [table.get((task, (4, lr, f"fixed/{aug}"))) for lr in (3.0e-3, 1.0e-2)]
+        if any(c is None or len(c.acc) < 9 for c in curves):
+            return math.nan
+        return max(c.ret(k, lam) for c in curves for k in range(1, 9))
+
+    lines = [f"### Augmentation against none per task (best return at λ = {lam} over r4, lr "
+             "3e-3/1e-2, 1-8 segments; reset seed 0, and seed 1 where recorded)", "",
+             "| task | hidden_noise − none (seed 0) | (seed 1) | mixup − none (seed 0) |",
+             "|---|---|---|---|"]
+    def cell(x: float) -> str:
+        return "–" if math.isnan(x) else f"{x:+.3f}"
+
+    for task in tasks:
+        none0 = best(static, task, "none")
+        row = [best(static, task, "hidden_noise") - none0,
+               best(second, task, "hidden_noise") - best(second, task, "none"),
+               best(static, task, "mixup") - none0]
+        if not all(math.isnan(x) for x in row):
+            lines.append(f"| {task} | " + " | ".join(map(cell, row)) + " |")
+    return [*lines, ""]
 
 
 CROSS_SEED_SETS: dict[str, Callable[[tuple], bool]] = {
