@@ -106,7 +106,7 @@ class ActionGrid:
 
     @classmethod
     def of(cls, config) -> ActionGrid:
-        """The grid of an `EnvConfig` (ranks, learning rates, stop action, steps choices)."""
+        """The grid of an `EnvConfig` (ranks, lrs, stop action, steps and augmentation choices)."""
         return cls(tuple(config.ranks), tuple(config.learning_rates), bool(config.stop_action),
                    tuple(config.steps_choices), int(config.steps_per_action),
                    tuple(config.augmentation_choices), config.augmentation)
