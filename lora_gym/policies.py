@@ -15,7 +15,6 @@ from it.
 
 from __future__ import annotations
 
-import math
 import pickle
 import zlib
 from collections.abc import Callable
@@ -27,6 +26,7 @@ import numpy as np
 
 from lora_gym.core.actions import ActionGrid
 from lora_gym.core.observation import OBSERVATION_NAMES
+from lora_gym.core.preferences import default_cost_weight
 
 SB3_ALGOS: tuple[str, ...] = ("ppo", "a2c", "dqn")
 _STEPS_LEFT = OBSERVATION_NAMES.index("steps_left")
@@ -307,10 +307,7 @@ class PolicyContext:
 
         λ is ``cost_weight`` if given, else the config's (a range's geometric mean).
         """
-        lam = config.cost_weight
-        if isinstance(lam, tuple):
-            lam = math.sqrt(lam[0] * lam[1])
-        kwargs.setdefault("cost_weight", float(lam))
+        kwargs.setdefault("cost_weight", default_cost_weight(config))
         return cls(ActionGrid.of(config), config.episode_length, **kwargs)
 
 

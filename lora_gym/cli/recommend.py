@@ -29,6 +29,7 @@ import numpy as np
 import yaml
 
 from lora_gym.cli.args import int_at_least, positive_float
+from lora_gym.core.preferences import default_cost_weight
 from lora_gym.policies import FixedPolicy, Policy, SB3Policy, nearest_pair
 from lora_gym.tasks.loading import MIN_VAL_ROWS
 
@@ -140,10 +141,8 @@ def run(args: Args) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     env = make_env(args, out)
     policy = load_policy(args, env)
-    lam = args.cost_weight
-    if lam is None and isinstance(env.config.cost_weight, tuple):
-        lam = float(np.sqrt(env.config.cost_weight[0] * env.config.cost_weight[1]))
-    options = {"task": TASK_NAME} | ({} if lam is None else {"cost_weight": lam})
+    lam = default_cost_weight(env.config) if args.cost_weight is None else args.cost_weight
+    options = {"task": TASK_NAME, "cost_weight": lam}
     obs, info = env.reset(seed=args.seed, options=options)
     rows = [_row(info, reward=None)]
     terminated = truncated = False

@@ -46,6 +46,14 @@ def preference_spec(config: Any) -> tuple[tuple[str, float, float], ...]:
     return PREFERENCE_SPEC if is_range(config) else ()
 
 
+def default_cost_weight(config: Any) -> float:
+    """The config's one λ: the scalar, or a range's geometric mean (what a λ-free caller uses)."""
+    if is_range(config):
+        lo, hi = config.cost_weight
+        return math.sqrt(lo * hi)
+    return float(config.cost_weight)
+
+
 def draw_cost_weight(config: Any, options: Mapping[str, Any] | None,
                      rng: np.random.Generator) -> float:
     """λ of an episode: the ``cost_weight`` option, else drawn from the range, else the scalar.
