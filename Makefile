@@ -6,10 +6,11 @@ PIP := $(PY) -m pip
 
 .PHONY: install demo demo-live test bench clean
 
-$(VENV)/.installed: pyproject.toml
+# lora-gym-research-corpora: the optional research-only corpora (test split, legacy-v1 task set).
+$(VENV)/.installed: pyproject.toml lora-gym-research-corpora/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
-	$(PIP) install --quiet torch==2.13.0 -e ".[dev,ray]"
+	$(PIP) install --quiet torch==2.13.0 -e ".[dev,ray]" ./lora-gym-research-corpora
 	touch $@
 
 install: $(VENV)/.installed

@@ -6,11 +6,11 @@ r"""How much is there to decide? A wide fixed-action sweep on train and val task
         [--store OTHER.sqlite ...] --out benchmarks/results/headroom.md
 
 ``record`` runs fixed-action and scheduled episodes of the live `LoRATune-v0` (the default
-config, with a wide grid: ranks 1-64, learning rates 1e-4 to 1e-1, and the alpha policies or
-augmentations each phase names) on 2 variants of each train corpus and on every val task, reset
-seed 0, and records every step into the store (skipping what is stored). ``report`` reads the
-stores and prints, per corpus and segment count (1, 2, 4, 8), the best lr and rank, and two
-headroom figures on the **val** split at each λ:
+config on the legacy-v1 task set, with a wide grid: ranks 1-64, learning rates 1e-4 to 1e-1, and
+the alpha policies or augmentations each phase names) on 2 variants of each train corpus and on
+every val task, reset seed 0, and records every step into the store (skipping what is stored).
+``report`` reads the stores and prints, per corpus and segment count (1, 2, 4, 8), the best lr
+and rank, and two headroom figures on the **val** split at each λ:
 
 (a) per-task oracle static (action, segments) − the global best static (action, segments)
     chosen on the train tasks;
@@ -56,8 +56,13 @@ SEGMENTS = (1, 2, 4, 8)
 
 
 def sweep_config(**changes) -> EnvConfig:
-    """The default config with the sweep's wide grid (one thread: one process per core)."""
-    return EnvConfig(ranks=RANKS, learning_rates=LRS, torch_threads=1, **changes)
+    """The default config with the sweep's wide grid (one thread: one process per core).
+
+    The sweep ran on the ``legacy-v1`` task set, the default task set when it was recorded
+    (2026-12-04; its corpora need ``lora-gym-research-corpora``); its stores keep their keys.
+    """
+    return EnvConfig(ranks=RANKS, learning_rates=LRS, torch_threads=1, task_set="legacy-v1",
+                     **changes)
 
 
 class SequencePolicy(Policy):

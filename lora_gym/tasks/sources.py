@@ -194,18 +194,42 @@ def read_orange(spec: SourceSpec) -> RawData:
 
 
 BUNDLED_DIR = Path(__file__).parents[1] / "data" / "corpora"
-"""Where the ``bundled`` corpora live: ``<path>.jsonl.xz``, one JSON row per line."""
+"""Where the openly licensed ``bundled`` corpora live: ``<path>.jsonl.xz``, one JSON row a line."""
+RESEARCH_CORPORA = "lora-gym-research-corpora"
+"""The optional distribution holding the research-only corpora (its README says which)."""
+
+
+def bundled_dirs() -> list[Path]:
+    """Folders searched for a ``bundled`` corpus: lora-gym's, then the research corpora's."""
+    dirs = [BUNDLED_DIR]
+    try:
+        import lora_gym_research_corpora
+    except ImportError:
+        return dirs
+    return [*dirs, lora_gym_research_corpora.DATA_DIR]
 
 
 def read_bundled(spec: SourceSpec) -> RawData:
-    """Read a corpus shipped in lora-gym: rows ``{text, label, split}`` (split: train or val)."""
+    """Read a corpus shipped in lora-gym: rows ``{text, label, split}`` (split: train or val).
+
+    Raises:
+        TaskError: no searched folder holds ``<path>.jsonl.xz`` (the message lists what they hold,
+            and names ``lora-gym-research-corpora`` when it is not installed).
+
+    """
     import datasets
 
-    path = BUNDLED_DIR / f"{spec.path}.jsonl.xz"
-    if not path.is_file():
-        stems = sorted(p.name.removesuffix(".jsonl.xz") for p in BUNDLED_DIR.glob("*.jsonl.xz"))
+    dirs = bundled_dirs()
+    path = next((d / f"{spec.path}.jsonl.xz" for d in dirs
+                 if (d / f"{spec.path}.jsonl.xz").is_file()), None)
+    if path is None:
+        stems = sorted(p.name.removesuffix(".jsonl.xz") for d in dirs for p in d.glob("*.jsonl.xz"))
+        hint = "" if len(dirs) > 1 else (
+            f"; the research-only corpora (reuters-r8, 20newsgroups, election-tweets, "
+            f"trec-questions, movie-reviews) are in the optional package {RESEARCH_CORPORA}: "
+            f"pip install ./{RESEARCH_CORPORA} from a lora-gym checkout")
         raise TaskError(f"task {spec.name!r}: bundled corpus `path` {spec.path!r} not found in "
-                        f"{BUNDLED_DIR}; available: {stems}")
+                        f"{[str(d) for d in dirs]}; available: {stems}{hint}")
     parts: dict[str, dict[str, list[str]]] = {p: {"text": [], "label": []}
                                               for p in ("train", "val")}
     with lzma.open(path, "rt", encoding="utf-8") as f:
