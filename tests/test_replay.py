@@ -236,6 +236,22 @@ def test_pack_makes_a_shipped_table(store_path, tmp_path, monkeypatch):
     assert shipped and Store(path, readonly=True).count() == meta["rows"]
 
 
+def test_pack_merges_the_stores_of_several_recorders(store_path, tmp_path):
+    """Two recording processes, two stores: one table with the rows of both, each once."""
+    from lora_gym.cli.pack import pack
+
+    other = tmp_path / "other.sqlite"
+    record(CONFIG, [(FixedPolicy(0), "synth-a", 0), (FixedPolicy(1), "synth-a", 0)], str(other),
+           progress=False)  # FixedPolicy(1) on synth-a seed 0 is in store_path too
+    with Store(store_path, readonly=True) as a, Store(other, readonly=True) as b:
+        keys = {r[:5] for db in (a, b) for r in db.rows(CONFIG.model, config_hash(CONFIG))}
+        sizes = (a.count(), b.count())
+    meta = pack([store_path, other], "merged", TINY, [], "", tmp_path)
+    assert meta["rows"] == len(keys) < sum(sizes)
+    with Store(other) as db:
+        assert db.merge(store_path) == len(keys) - sizes[1] and db.merge(store_path) == 0
+
+
 def test_pack_refuses_a_store_of_several_configs(tmp_path):
     from lora_gym.cli.pack import pack
 

@@ -5,6 +5,8 @@ library versions recorded it, and the commands that regenerate it::
 
     lora-gym pack --store runs/default.sqlite --name default --config envs_configs/default.yaml \\
         --recorded-with "lora-gym record --policy random schedule --split all --seeds 3" ...
+
+Several ``--store`` files (one per recording process or machine) are merged into one table.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import platform
 import shutil
 import sqlite3
 import subprocess
+import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 from lora_gym.core.config import resolve_config
@@ -48,9 +52,22 @@ def coverage(config, rows_per_task: dict[str, int]) -> dict[str, dict[str, int]]
     return out
 
 
-def pack(store: str | Path, name: str, config_ref: str | None, commands: list[str],
-         description: str, tables_dir: Path = TABLES_DIR) -> dict:
-    """Write ``<tables_dir>/<name>.sqlite.xz`` and ``<name>.meta.json``; returns the meta."""
+def pack(store: str | Path | Sequence[str | Path], name: str, config_ref: str | None,
+         commands: list[str], description: str, tables_dir: Path = TABLES_DIR) -> dict:
+    """Write ``<tables_dir>/<name>.sqlite.xz`` and ``<name>.meta.json``; returns the meta.
+
+    `store` is one store, or several that are merged (`Store.merge`; none of them is changed).
+    """
+    if not isinstance(store, str | Path):
+        stores = list(store)
+        if len(stores) != 1:
+            with tempfile.TemporaryDirectory() as tmp:
+                merged = Path(tmp) / "merged.sqlite"
+                with Store(merged) as db:
+                    for path in stores:
+                        db.merge(path)
+                return pack(merged, name, config_ref, commands, description, tables_dir)
+        store = stores[0]
     config = resolve_config(config_ref)
     chash = config_hash(config)
     target = tables_dir / f"{name}.sqlite.xz"
@@ -96,7 +113,8 @@ def pack(store: str | Path, name: str, config_ref: str | None, commands: list[st
 def main(argv: list[str] | None = None) -> None:
     """``lora-gym pack``: compress a store into a shipped table with its meta file."""
     parser = argparse.ArgumentParser(prog="lora-gym pack", description=main.__doc__)
-    parser.add_argument("--store", required=True, help="the recorded SQLite store")
+    parser.add_argument("--store", required=True, nargs="+",
+                        help="the recorded SQLite store(s); several are merged into one table")
     parser.add_argument("--name", required=True, help="table name (default, tiny, ...)")
     parser.add_argument("--config", default=None, help="env config YAML it was recorded with")
     parser.add_argument("--recorded-with", nargs="*", default=[], metavar="COMMAND",

@@ -253,6 +253,29 @@ class Store:
             cursor = self.conn.execute(f"INSERT OR IGNORE INTO steps VALUES ({marks})", values)
         return cursor.rowcount == 1
 
+    def merge(self, other: str | Path) -> int:
+        """Copy every row of the store `other` that this one lacks (its configs too).
+
+        Returns the number of step rows added; rows are keyed, so merging twice adds nothing.
+
+        Raises:
+            StoreError: `other` is not a store of this schema version.
+
+        """
+        if self.readonly:
+            raise PermissionError(f"store {str(self.path)!r} was opened read-only")
+        with Store(other, readonly=True):  # checks that it is a store of this schema
+            pass
+        before = self.count()
+        self.conn.execute("ATTACH DATABASE ? AS other", (str(Path(other).resolve()),))
+        try:
+            with self.conn:
+                self.conn.execute("INSERT OR IGNORE INTO configs SELECT * FROM other.configs")
+                self.conn.execute("INSERT OR IGNORE INTO steps SELECT * FROM other.steps")
+        finally:
+            self.conn.execute("DETACH DATABASE other")
+        return self.count() - before
+
     def rows(self, model: str, chash: str) -> Iterator[tuple]:
         """Raw rows (`ROW_SELECT` columns) of one (model, config hash), shortest prefix first."""
         sql = f"{self.ROW_SELECT} WHERE model = ? AND config_hash = ? ORDER BY step"
