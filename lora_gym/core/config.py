@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -24,6 +25,8 @@ SVD_INITS: tuple[str, ...] = ("pissa", "olora")
 """Inits taken from the base weight (PEFT's ``init_lora_weights``); the base becomes a residual."""
 INITS: tuple[str, ...] = RANDOM_INITS + SVD_INITS
 BASE_DTYPES: tuple[str, ...] = ("float32", "int8")
+DTYPES: tuple[str, ...] = ("float32", "bfloat16", "float16")
+"""`EnvConfig.dtype` values: the dtype the frozen base runs in (adapters and head stay fp32)."""
 """How the frozen base computes outside training (see `lora_gym.engine.quantize`)."""
 ALPHA_POLICIES: tuple[str, ...] = ("fixed", "rslora", "2r")
 AUGMENTATIONS: tuple[str, ...] = ("none", "hidden_noise", "mixup")
@@ -139,6 +142,13 @@ class EnvConfig:
     """``int8`` quantises the frozen Linear layers (PyTorch dynamic quantisation, CPU) for the
     frozen-prefix computation and evaluation; training runs them in fp32 (seed 003). Not with
     the base-rewriting inits ``pissa`` / ``olora``."""
+    device: str = "cpu"
+    """Where the model runs: ``cpu``, ``cuda``, ``cuda:N``, or ``auto`` (CUDA when available,
+    else the CPU). Tensors cross to the CPU only for metrics and the store. Default ``cpu``: a
+    table's key includes the device type, so the default's shipped CPU tables serve it anywhere."""
+    dtype: str = "float32"
+    """The frozen base model's dtype: ``float32``, or ``bfloat16`` / ``float16`` on CUDA (mixed
+    precision: the forward runs under autocast, LoRA adapters and the head train in fp32)."""
     report_wall_time: bool = False
     """Put ``wall_time_s`` into ``info``. Off by default: infos are part of the seeded-determinism
     contract that Gymnasium's ``check_env`` verifies, and wall time is never reproducible."""
@@ -189,6 +199,14 @@ class EnvConfig:
         if self.base_dtype == "int8" and self.init in SVD_INITS:
             raise ConfigError(f"`base_dtype` int8 needs an init that leaves the base weights "
                               f"alone, not `init` {self.init!r} (one of {list(SVD_INITS)})")
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
+            raise ConfigError(f"`device` must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        _check_choice("dtype", self.dtype, DTYPES)
+        if self.dtype != "float32" and self.device == "cpu":
+            raise ConfigError(f"`dtype` {self.dtype!r} needs a CUDA `device`; on the CPU the "
+                              "engine runs float32 (use base_dtype: int8 to speed up the CPU)")
+        if self.dtype != "float32" and self.base_dtype == "int8":
+            raise ConfigError("`base_dtype` int8 (a CPU quantisation) needs `dtype` float32")
         for name in self.extra_observations:
             _check_choice("extra_observations", name, MONITOR_NAMES)
         if len(set(self.extra_observations)) < len(self.extra_observations):
@@ -202,6 +220,25 @@ class EnvConfig:
             raise ConfigError("`scopes` must name at least one scope, got ()")
         for scope in self.scopes:
             self.parse_scope(scope)
+
+    def device_name(self, cuda_available: bool) -> str:
+        """`device` resolved (``auto``: ``cuda`` when `cuda_available`, else ``cpu``).
+
+        Raises:
+            ConfigError: a CUDA device is asked for and CUDA is not available, or `dtype` is not
+                float32 on the CPU that ``auto`` resolved to.
+
+        """
+        name = self.device
+        if name == "auto":
+            name = "cuda" if cuda_available else "cpu"
+        if name.startswith("cuda") and not cuda_available:
+            raise ConfigError(f"`device` {self.device!r}: CUDA is not available here; use "
+                              "device: cpu or auto")
+        if name == "cpu" and self.dtype != "float32":
+            raise ConfigError(f"`dtype` {self.dtype!r} needs CUDA; `device` {self.device!r} "
+                              "resolved to the CPU")
+        return name
 
     @property
     def top_layers(self) -> int | None:

@@ -27,15 +27,20 @@ from lora_gym.core.config import SVD_INITS, EnvConfig
 from lora_gym.core.errors import ConfigError
 from lora_gym.engine import resize as lora
 
-_LAYER_INDEX = re.compile(r"\.layer\.(\d+)\.")
+_LAYER_INDEX = re.compile(r"\.(?:layer|layers|h)\.(\d+)\.")
+"""A layer stack's numbered block in a module name (`lora_gym.engine.families`' ``layers``)."""
 
 
 def layer_index(name: str) -> int:
-    """The transformer layer a module name belongs to (``...layer.3.attention...`` -> 3)."""
+    """The transformer layer a module name belongs to (``...layer.3.attention...`` -> 3).
+
+    >>> layer_index("model.layers.11.self_attn.q_proj"), layer_index("transformer.h.0.attn.c_attn")
+    (11, 0)
+    """
     found = _LAYER_INDEX.search(name)
     if found is None:
-        raise ConfigError(f"module {name!r} is in no numbered `.layer.<i>.` block: per-layer "
-                          "ranks and scopes need a BERT-style layer stack")
+        raise ConfigError(f"module {name!r} is in no numbered `.layer.<i>.`, `.layers.<i>.` or "
+                          "`.h.<i>.` block: per-layer ranks and scopes need a layer stack")
     return int(found.group(1))
 
 

@@ -65,11 +65,13 @@ def augment(kind: str, strength: float, hidden: torch.Tensor, mask: torch.Tensor
         real = mask.unsqueeze(-1).to(hidden.dtype)
         scale = strength * hidden.detach().std()
         noise = torch.from_numpy(rng.standard_normal(tuple(hidden.shape), dtype=np.float32))
-        return Augmented(hidden + scale * noise.to(hidden.dtype) * real, mask, labels)
+        return Augmented(hidden + scale * noise.to(hidden.device, hidden.dtype) * real, mask,
+                         labels)
     if kind == "mixup":
         n = hidden.shape[0]
-        partner = torch.from_numpy(rng.permutation(n))
-        weight = torch.from_numpy(rng.beta(strength, strength, size=n)).to(hidden.dtype)
+        partner = torch.from_numpy(rng.permutation(n)).to(hidden.device)
+        weight = torch.from_numpy(rng.beta(strength, strength, size=n)).to(hidden.device,
+                                                                            hidden.dtype)
         w = weight.view(n, 1, 1)
         mixed = w * hidden + (1.0 - w) * hidden[partner]
         return Augmented(mixed, torch.maximum(mask, mask[partner]), labels, labels[partner],

@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from lora_gym.core.config import SVD_INITS, EnvConfig
+from lora_gym.engine import families
 from lora_gym.engine import resize as lora
 from lora_gym.engine.model_card import model_card
 from lora_gym.engine.models import HUB_IDS, TINY_MODEL, load_base, portable_name, setting_of
@@ -38,14 +39,16 @@ def _with_head(model: str, num_labels: int, label_names: tuple[str, ...]):
     """A copy of the base model with a fresh head of `num_labels` outputs."""
     base, _ = load_base(model)
     net = copy.deepcopy(base)
-    net.classifier = nn.Linear(net.config.hidden_size, num_labels)
+    family = families.family_of(net.config)
+    families.reset_head(net, family, num_labels, net.config.initializer_range,
+                        torch.Generator().manual_seed(0))
     net.num_labels = net.config.num_labels = num_labels
     net.config.id2label = dict(enumerate(label_names))
     net.config.label2id = {name: i for i, name in enumerate(label_names)}
     return net
 
 
-def _lora_config(factors: dict[str, tuple], config: EnvConfig):
+def _lora_config(factors: dict[str, tuple], config: EnvConfig, family: families.Family):
     from peft import LoraConfig
 
     ranks = {name: a.shape[0] for name, (a, _, _) in factors.items()}
@@ -54,7 +57,8 @@ def _lora_config(factors: dict[str, tuple], config: EnvConfig):
     return LoraConfig(
         r=ranks[first], lora_alpha=alphas[first], use_rslora=config.alpha_policy == "rslora",
         target_modules=list(config.target_modules), lora_dropout=0.0,
-        modules_to_save=["classifier"], rank_pattern=ranks, alpha_pattern=alphas)
+        modules_to_save=family.modules_to_save, rank_pattern=ranks, alpha_pattern=alphas,
+        fan_in_fan_out=family.fan_in_fan_out)
 
 
 def _factors(layer: nn.Module, original: torch.Tensor, config: EnvConfig
@@ -93,14 +97,17 @@ def export_adapter(net: nn.Module, config: EnvConfig, task, path: str | Path,
     fresh = _with_head(config.model, task.num_classes, task.label_names)
     originals = {name: m.weight for name, m in fresh.named_modules() if name in layers}
     factors = {name: _factors(layer, originals[name], config) for name, layer in layers.items()}
-    peft_model = get_peft_model(fresh, _lora_config(factors, config))
+    family = families.family_of(fresh.config)
+    peft_model = get_peft_model(fresh, _lora_config(factors, config, family))
     base = portable_name(config.model)  # get_peft_model set the local path: name it portably
     peft_model.peft_config[lora.ADAPTER].base_model_name_or_path = base
     targets = {name: m for name, m in fresh.named_modules() if name in layers}
     for name, (a, b, _) in factors.items():
         targets[name].lora_A[lora.ADAPTER].weight.copy_(a)
         targets[name].lora_B[lora.ADAPTER].weight.copy_(b)
-    fresh.classifier.modules_to_save[lora.ADAPTER].load_state_dict(net.classifier.state_dict())
+    for name in family.modules_to_save:  # the trained head, whole
+        getattr(fresh, name).modules_to_save[lora.ADAPTER].load_state_dict(
+            getattr(net, name).state_dict())
     peft_model.save_pretrained(path)
     fresh.config.save_pretrained(path)  # config.json: id2label / label2id of the task
     meta = {"model": config.model, "task": task.name, "label_names": list(task.label_names),
@@ -130,5 +137,8 @@ def load_adapter(path: str | Path):
 
         base = AutoModelForSequenceClassification.from_pretrained(
             model_dir(setting), num_labels=len(labels), local_files_only=True,
+            ignore_mismatched_sizes=True,  # a checkpoint's own head: replaced by the adapter's
             id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)})
+        if base.config.pad_token_id is None:  # a decoder: padded as in training
+            base.config.pad_token_id = tokenizer.pad_token_id
     return PeftModel.from_pretrained(base, path).eval(), tokenizer, meta

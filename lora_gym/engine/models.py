@@ -73,9 +73,14 @@ def load_base(model: str) -> tuple[Any, Any]:
                 net = AutoModelForSequenceClassification.from_config(config)
         else:
             net = AutoModelForSequenceClassification.from_pretrained(
-                path, num_labels=2, local_files_only=True)
+                path, num_labels=2, local_files_only=True,
+                ignore_mismatched_sizes=True)  # a checkpoint's own head of other classes
     finally:
         hf_logging.set_verbosity(verbosity)
+    if tokenizer.pad_token is None:  # decoders (GPT-2, Llama, ...): pad with end-of-sequence
+        tokenizer.pad_token = tokenizer.eos_token
+    if net.config.pad_token_id is None:  # a decoder pools the last token before padding
+        net.config.pad_token_id = tokenizer.pad_token_id
     net.eval()
     for p in net.parameters():
         p.requires_grad_(False)

@@ -94,31 +94,40 @@ class PrefixStates:
         lengths = self.offsets[stored + 1] - starts
         rows = np.repeat(np.arange(len(idx)), lengths)
         cols = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-        rows_t, cols_t = torch.from_numpy(rows), torch.from_numpy(cols)
+        device = self.flat.device
+        rows_t, cols_t = torch.from_numpy(rows).to(device), torch.from_numpy(cols).to(device)
         hidden = self.flat.new_zeros(len(idx), int(lengths.max()), self.flat.shape[1])
-        hidden[rows_t, cols_t] = self.flat[torch.from_numpy(np.repeat(starts, lengths) + cols)]
-        mask = torch.zeros(hidden.shape[:2], dtype=torch.int64)
+        flat_idx = torch.from_numpy(np.repeat(starts, lengths) + cols).to(device)
+        hidden[rows_t, cols_t] = self.flat[flat_idx]
+        mask = torch.zeros(hidden.shape[:2], dtype=torch.int64, device=device)
         mask[rows_t, cols_t] = 1
-        return hidden, mask, self.labels[torch.from_numpy(np.asarray(idx))]
+        return hidden, mask, self.labels[torch.from_numpy(np.asarray(idx))].to(device)
 
 
 def compute_prefix(net: nn.Module, split: EncodedSplit, pad_id: int, layer: int,
-                   batch_size: int) -> PrefixStates:
-    """Embed `split`, run layers ``0:layer`` of `net`: inference mode, batches sorted by length."""
-    bert = net.bert
+                   batch_size: int, run: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+                   | None = None, device: torch.device | str = "cpu") -> PrefixStates:
+    """Embed `split`, run layers ``0:layer`` of `net`: inference mode, batches sorted by length.
+
+    `run` maps a padded batch ``(ids, mask)`` to the states entering `layer` (default: a BERT's
+    embeddings and encoder layers); the states are kept on `device` as float32.
+    """
     lengths = split.lengths
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
     # allocated outside inference mode: the states are later inputs of trained layers
-    flat = torch.empty(int(offsets[-1]), bert.config.hidden_size)
+    flat = torch.empty(int(offsets[-1]), net.config.hidden_size, device=device)
     order = np.argsort(lengths, kind="stable")
+    if run is None:
+        def run(ids, mask):
+            return run_layers(net.bert, net.bert.embeddings(input_ids=ids), mask, 0, layer)
     with torch.inference_mode():
         for start in range(0, len(order), batch_size):
             idx = order[start:start + batch_size]
             ids, mask, _ = collate(split, idx, pad_id)
-            hidden = run_layers(bert, bert.embeddings(input_ids=ids), mask, 0, layer)
+            hidden = run(ids.to(device), mask.to(device))
             for row, i in enumerate(idx):
                 flat[offsets[i]:offsets[i + 1]] = hidden[row, :lengths[i]]
-    labels = torch.from_numpy(np.array(split.labels, dtype=np.int64))
+    labels = torch.from_numpy(np.array(split.labels, dtype=np.int64)).to(device)
     return PrefixStates(flat, offsets, labels, layer)
 
 

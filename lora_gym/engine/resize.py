@@ -72,8 +72,9 @@ def _set_weights(layer: nn.Module, a: torch.Tensor, b: torch.Tensor, alpha: floa
                  policy: str) -> None:
     rank = a.shape[0]
     lin_a, lin_b = layer.lora_A[ADAPTER], layer.lora_B[ADAPTER]
-    lin_a.weight = nn.Parameter(a.contiguous(), requires_grad=True)
-    lin_b.weight = nn.Parameter(b.contiguous(), requires_grad=True)
+    device = lin_a.weight.device  # adapters stay float32 whatever the base's dtype
+    lin_a.weight = nn.Parameter(a.to(device, torch.float32).contiguous(), requires_grad=True)
+    lin_b.weight = nn.Parameter(b.to(device, torch.float32).contiguous(), requires_grad=True)
     lin_a.out_features = lin_b.in_features = rank
     layer.r[ADAPTER] = rank
     layer.lora_alpha[ADAPTER] = 2.0 * rank if policy == "2r" else alpha
@@ -194,8 +195,8 @@ def resize_layer(layer: nn.Module, rank: int, alpha: float, generator: torch.Gen
             _check_svd_rank(rank, a.shape[1], b.shape[0], init)
             new_b, new_rows = _from_residual(layer, rank - old_rank, new_scale, init)
         else:
-            new_rows = init_a(rank - old_rank, a.shape[1], generator, init, existing=a,
-                              base_weight=layer.get_base_layer().weight)
+            new_rows = init_a(rank - old_rank, a.shape[1], generator, init, existing=a.cpu(),
+                              base_weight=layer.get_base_layer().weight).to(a.device)
             new_b = b.new_zeros(b.shape[0], rank - old_rank)
         a_new = torch.cat([a, new_rows], dim=0)
         b_new = torch.cat([b * (old_scale / new_scale), new_b], dim=1)

@@ -35,10 +35,10 @@ Speed (none of it changes what is computed, beyond float rounding):
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import os
-import re
 import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -54,9 +54,9 @@ from lora_gym.core.errors import ConfigError, LoRAGymWarning
 from lora_gym.core.metrics import Metrics, classification_metrics
 from lora_gym.core.observation import TaskFeatures
 from lora_gym.core.schedules import lr_factor
-from lora_gym.engine import prefix_cache
+from lora_gym.engine import families, prefix_cache
 from lora_gym.engine import resize as lora
-from lora_gym.engine.adapter import AdapterManager
+from lora_gym.engine.adapter import AdapterManager, layer_index
 from lora_gym.engine.augment import augment
 from lora_gym.engine.encoding import EncodedSplit, collate, encode, encode_task, task_fingerprint
 from lora_gym.engine.models import load_base
@@ -114,17 +114,33 @@ class FineTuneSession:
 
         torch.set_num_threads(resolve_threads(config.torch_threads))
         self.config = config
+        self.device = torch.device(config.device_name(torch.cuda.is_available()))
+        self._amp = None if config.dtype == "float32" else getattr(torch, config.dtype)
         base, self.tokenizer = load_base(config.model)
         net = copy.deepcopy(base)
+        self.family = families.family_of(net.config)
+        pattern = self.family.layers_pattern if config.top_layers else None
         peft_config = LoraConfig(r=config.ranks[0], lora_alpha=config.lora_alpha,
                                  target_modules=list(config.target_modules), lora_dropout=0.0,
-                                 layers_to_transform=self._lora_layer_ids(net.config),
-                                 layers_pattern="layer" if config.top_layers else None)
-        self.model = get_peft_model(net, peft_config)
+                                 layers_to_transform=self._lora_layer_ids(net),
+                                 layers_pattern=pattern,
+                                 fan_in_fan_out=self.family.fan_in_fan_out)
+        try:
+            self.model = get_peft_model(net, peft_config)
+        except ValueError as err:
+            raise ValueError(f"`target_modules` {list(config.target_modules)} match no module of "
+                             f"model {config.model!r} ({self.family.name} family: its attention's "
+                             f"are {list(self.family.targets)}): {err}") from None
         self.net = net  # the injected model itself: forward without the PEFT wrapper
         if not lora.lora_layers(net):
             raise ValueError(f"`target_modules` {list(config.target_modules)} match no linear "
-                             f"module of model {config.model!r}")
+                             f"module of model {config.model!r} ({self.family.name} family: "
+                             f"its attention's are {list(self.family.targets)})")
+        net.to(self.device)
+        if self._amp is not None:  # the frozen base in bf16/fp16; adapters and head stay fp32
+            for param in net.parameters():
+                if not param.requires_grad:
+                    param.data = param.data.to(self._amp)
         self.adapter = AdapterManager(net, config)
         self._int8 = quantize_frozen_linears(net) if config.base_dtype == "int8" else {}
         """Int8 stand-ins of the frozen Linear layers for prefix and evaluation (else empty)."""
@@ -139,29 +155,38 @@ class FineTuneSession:
         self.features: TaskFeatures | None = None
         self._grads = GradientNorms()
 
-    def _lora_layer_ids(self, model_config) -> list[int] | None:
+    def _lora_layer_ids(self, net: nn.Module) -> list[int] | None:
         k = self.config.top_layers
         if k is None:
             return None
-        n = model_config.num_hidden_layers
+        n = len(self.family.stack(net))
         if k > n:
             raise ValueError(f"`lora_layers` top-{k} exceeds the model's {n} layers")
         return list(range(n - k, n))
 
     def _prefix_layer(self, net: nn.Module) -> int | None:
         k = self.config.top_layers
-        if not self.config.prefix_cache or k is None or k >= net.config.num_hidden_layers:
+        n = len(self.family.stack(net))
+        if not self.config.prefix_cache or k is None or k >= n:
             return None
-        if not self._bert_like:
-            warnings.warn(f"`prefix_cache` needs a BERT-style model (bert.encoder.layer, pooler); "
-                          f"model {self.config.model!r} runs every layer", LoRAGymWarning,
-                          stacklevel=3)
+        why = None if self._bert_like else families.check_prefix_support(net, self.family)
+        if why is not None:
+            warnings.warn(f"`prefix_cache` cannot start model {self.config.model!r} at a middle "
+                          f"layer ({why}); it runs every layer", LoRAGymWarning, stacklevel=3)
             return None
-        first = net.config.num_hidden_layers - k
-        for name, _ in net.named_modules():  # the cache is only valid if nothing below is trained
-            found = re.search(r"\.layer\.(\d+)\..*lora_", name)
-            assert found is None or int(found.group(1)) >= first, f"LoRA below layer {first}"
+        first = n - k  # the cache is only valid if nothing below is trained
+        assert all(layer_index(name) >= first for name in self.adapter.layers), \
+            f"LoRA below layer {first}"
         return first
+
+    def _autocast(self):
+        """Mixed precision on CUDA with ``dtype`` bf16/fp16; a no-op in float32."""
+        if self._amp is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self._amp)
+
+    def _to_device(self, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return tuple(x.to(self.device) for x in tensors)
 
     # -- episode -----------------------------------------------------------------------------
     def start(self, task: TaskData, seed: int) -> Metrics:
@@ -185,12 +210,8 @@ class FineTuneSession:
         self._rng = np.random.default_rng(seed)
         self._augment_rng = np.random.default_rng([seed, 1])  # leaves the batch order alone
         self._order = np.empty(0, dtype=np.int64)
-        hidden = self.net.config.hidden_size
-        head = nn.Linear(hidden, task.num_classes)
-        with torch.no_grad():
-            head.weight.normal_(0.0, self.net.config.initializer_range, generator=self._generator)
-            head.bias.zero_()
-        self.net.classifier = head
+        families.reset_head(self.net, self.family, task.num_classes,
+                            self.net.config.initializer_range, self._generator)
         self.net.num_labels = task.num_classes
         self.adapter.reset(self.config.ranks[0], self._generator)
         self.rank: int | tuple[int, ...] = self.config.ranks[0]
@@ -209,9 +230,14 @@ class FineTuneSession:
     def _compute_prefix(self, train: EncodedSplit, val: EncodedSplit
                         ) -> dict[str, prefix_cache.PrefixStates]:
         args = (self.tokenizer.pad_token_id, self.prefix_layer, self.config.eval_batch_size)
-        with int8_base(self.net, self._int8):
-            return {"train": prefix_cache.compute_prefix(self.net, train, *args),
-                    "val": prefix_cache.compute_prefix(self.net, val, *args)}
+        run = None
+        if not self._bert_like:
+            def run(ids, mask):
+                return families.capture(self.net, self.family, ids, mask, self.prefix_layer)
+        with int8_base(self.net, self._int8), self._autocast():
+            return {split: prefix_cache.compute_prefix(self.net, data, *args, run=run,
+                                                       device=self.device)
+                    for split, data in (("train", train), ("val", val))}
 
     def _features(self, task: TaskData, untrained_accuracy: float) -> TaskFeatures:
         counts = np.bincount(task.train_labels, minlength=task.num_classes)
@@ -247,9 +273,13 @@ class FineTuneSession:
         """`_outputs` of examples `idx` of `split` (run from `states` if given)."""
         if states is not None:
             hidden, mask, labels = states.batch(idx)
+            if not self._bert_like:
+                logits = families.forward_from(self.net, self.family, hidden, mask,
+                                               self.prefix_layer, self.tokenizer.pad_token_id)
+                return logits, labels, mask.numel()
             out = prefix_cache.top_pooled(self.net, hidden, mask, self.prefix_layer)
             return (out if pooled else self._head(out)), labels, mask.numel()
-        ids, mask, labels = collate(split, idx, self.tokenizer.pad_token_id)
+        ids, mask, labels = self._to_device(*collate(split, idx, self.tokenizer.pad_token_id))
         if not self._bert_like:
             return self.logits(ids, mask), labels, ids.numel()
         out = prefix_cache.top_pooled(self.net, self.net.bert.embeddings(input_ids=ids), mask, 0)
@@ -303,7 +333,7 @@ class FineTuneSession:
             for group in self.optimizer.param_groups:
                 group["lr"] = lr * lr_factor(self.config.lr_schedule, step, steps,
                                              self.config.lr_warmup)
-            with record_function("lora_gym.forward"):
+            with record_function("lora_gym.forward"), self._autocast():
                 loss, n_tokens = self._train_loss(self._next_batch(), kind)
             tokens += n_tokens
             if not torch.isfinite(loss):
@@ -324,17 +354,21 @@ class FineTuneSession:
         if kind == "none":
             logits, labels, n_tokens = self._outputs("train", idx, False)
             return F.cross_entropy(logits, labels), n_tokens
-        if not self._bert_like:
-            raise ValueError(f"`augmentation` {kind!r} needs a BERT-style model "
-                             f"(bert.encoder.layer); {self.config.model!r} is not one")
         if self._states is not None:
             hidden, mask, labels = self._states["train"].batch(idx)
             layer = self.prefix_layer
         else:
-            ids, mask, labels = collate(self.train_split, idx, self.tokenizer.pad_token_id)
-            hidden, layer = self.net.bert.embeddings(input_ids=ids), 0
+            ids, mask, labels = self._to_device(*collate(self.train_split, idx,
+                                                         self.tokenizer.pad_token_id))
+            layer = 0
+            hidden = (self.net.bert.embeddings(input_ids=ids) if self._bert_like
+                      else families.capture(self.net, self.family, ids, mask, 0))
         batch = augment(kind, self.config.augmentation_strength, hidden, mask, labels,
                         self._augment_rng)
+        if not self._bert_like:
+            logits = families.forward_from(self.net, self.family, batch.hidden, batch.mask,
+                                           layer, self.tokenizer.pad_token_id)
+            return batch.loss(logits), mask.numel()
         pooled = prefix_cache.top_pooled(self.net, batch.hidden, batch.mask, layer)
         return batch.loss(self._head(pooled)), mask.numel()
 
@@ -371,8 +405,8 @@ class FineTuneSession:
         return self._metrics(outputs, math.nan)
 
     def _metrics(self, outputs: torch.Tensor, train_loss: float) -> Metrics:
-        logits = self._head(outputs) if self._bert_like else outputs
-        return classification_metrics(logits.float().numpy(), self.val_split.labels,
+        logits = self._head(outputs.float()) if self._bert_like else outputs
+        return classification_metrics(logits.float().cpu().numpy(), self.val_split.labels,
                                       self.task.num_classes, train_loss)
 
     def _val_outputs(self, pooled: bool, states: prefix_cache.PrefixStates | None,
@@ -380,7 +414,7 @@ class FineTuneSession:
         """Pooled features (or logits) of every example of `split`, in example order."""
         order = np.argsort(split.lengths, kind="stable")  # similar lengths together
         parts = []
-        with int8_base(self.net, self._int8):  # base_dtype int8: quantised frozen layers
+        with int8_base(self.net, self._int8), self._autocast():  # int8: quantised frozen layers
             for start in range(0, len(order), self.config.eval_batch_size):
                 idx = order[start:start + self.config.eval_batch_size]
                 parts.append(self._split_outputs(states, split, idx, pooled)[0])

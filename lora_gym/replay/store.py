@@ -65,6 +65,7 @@ LEGACY_DEFAULTS: dict[str, Any] = {
     "scopes": ["top-1", "top-2", "all"], "lr_schedule": "constant", "lr_warmup": 0.1,
     "extra_observations": [], "base_dtype": "float32", "steps_choices": [],
     "augmentation": "none", "augmentation_strength": 0.2, "augmentation_choices": [],
+    "device": "cpu", "dtype": "float32",
 }
 """Fields added after tables were recorded, with the value every older row was computed with:
 left out of `config_hash` while they equal it, so existing tables keep their hashes (frozen
@@ -82,6 +83,12 @@ def outcome_config(config: EnvConfig) -> dict[str, Any]:
     hints = typing.get_type_hints(EnvConfig)
     out: dict[str, Any] = {"env_id": OUTCOME_ENV_ID}
     for name, value in config.to_dict().items():
+        if name == "device":  # the device type keys a table (cuda:0 and cuda:1 compute alike)
+            if value == "auto":
+                import torch
+
+                value = config.device_name(torch.cuda.is_available())
+            value = value.partition(":")[0]
         if name in EXCLUDED_FIELDS or (name in LEGACY_DEFAULTS and value == LEGACY_DEFAULTS[name]):
             continue
         if name == "task_set" and isinstance(value, str):
