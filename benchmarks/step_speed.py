@@ -23,6 +23,12 @@ matmul. The share of an engine step spent in model forward/backward is measured 
 `torch.profiler` (the engine labels its forward, backward and optimizer regions).
 
     .venv/bin/python benchmarks/step_speed.py [--task tweet-sentiment/n2000-s0] [--env-steps 5]
+
+On a GPU (``--device cuda``, ``--dtype bfloat16``; (a) is skipped there with ``--no-naive``) and
+with another model: ``--model DIR`` (a local Hugging Face model folder) or ``--random-model
+qwen2-0.5b`` (a randomly initialised Qwen2 of ~0.5B parameters built from its config, with the
+MiniLM tokenizer: speed only, its accuracy means nothing). The peak is then the device's
+matmul peak in that dtype.
 """
 
 from __future__ import annotations
@@ -62,8 +68,8 @@ class Args:
     """Timed env steps per method (the median is reported); one more is run to count FLOPs."""
     steps: int = 0
     """Optimizer steps per env step (0: the config's steps_per_action)."""
-    rank: int = 8
-    """LoRA rank of every env step."""
+    rank: int = 0
+    """LoRA rank of every env step (0: the config's middle rank)."""
     lr: float = 1.0e-3
     """Learning rate of every env step."""
     seed: int = 0
@@ -72,6 +78,18 @@ class Args:
     """EnvConfig YAML (default: the embedded default, envs_configs/default.yaml)."""
     profile: bool = True
     """Profile one engine step with torch.profiler (forward/backward share)."""
+    naive: bool = True
+    """Also time (a), PEFT + Trainer per step (CPU float32 only)."""
+    device: str = ""
+    """Override the config's device: cpu, cuda, cuda:N or auto."""
+    dtype: str = ""
+    """Override the config's dtype: float32, bfloat16 or float16 (CUDA)."""
+    model: str = ""
+    """Override the config's model: minilm, tiny-bert or a local model folder."""
+    random_model: str = ""
+    """Build a random model to time: qwen2-0.5b (overrides --model)."""
+    lora_layers: str = ""
+    """Override the config's lora_layers (e.g. top-4 for a deep model)."""
 
 
 def parse_args(argv: list[str] | None = None) -> Args:
@@ -109,16 +127,45 @@ class Result:
 
 
 # -- measurements ------------------------------------------------------------------------------
-def peak_gflops(n: int = 2048, repeats: int = 5) -> float:
-    """fp32 GFLOP/s of a large square matmul: an estimate of this CPU's peak."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
+def peak_gflops(n: int = 2048, repeats: int = 5, device: str = "cpu",
+                dtype: torch.dtype = torch.float32) -> float:
+    """GFLOP/s of a large square matmul in `dtype` on `device`: an estimate of its peak."""
+    if device != "cpu":
+        n = 8192
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
     a @ b  # warm up
     best = math.inf
     for _ in range(repeats):
+        if device != "cpu":
+            torch.cuda.synchronize()
         start = time.perf_counter()
         a @ b
+        if device != "cpu":
+            torch.cuda.synchronize()
         best = min(best, time.perf_counter() - start)
     return 2 * n**3 / best / 1e9
+
+
+def random_model(kind: str) -> str:
+    """A folder holding a randomly initialised model of `kind` and the MiniLM tokenizer."""
+    import tempfile
+
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, Qwen2Config
+
+    from lora_gym.engine.models import embedded_model_dir
+
+    if kind != "qwen2-0.5b":
+        raise SystemExit(f"--random-model must be qwen2-0.5b, got {kind!r}")
+    tokenizer = AutoTokenizer.from_pretrained(embedded_model_dir(), local_files_only=True)
+    config = Qwen2Config(vocab_size=tokenizer.vocab_size, hidden_size=896, num_hidden_layers=24,
+                         num_attention_heads=14, num_key_value_heads=2, intermediate_size=4864,
+                         max_position_embeddings=512, num_labels=2,
+                         pad_token_id=tokenizer.pad_token_id)
+    folder = tempfile.mkdtemp(prefix="lora-gym-random-")
+    AutoModelForSequenceClassification.from_config(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
 
 
 def count_gflop(fn) -> float:
@@ -281,6 +328,21 @@ def main(argv: list[str] | None = None) -> int:
 
     hf_logging.disable_progress_bar()
     config = EnvConfig.from_yaml(args.config) if args.config else EnvConfig()
+    overrides = {name: getattr(args, name) for name in ("device", "dtype", "model", "lora_layers")
+                 if getattr(args, name)}
+    if args.random_model:
+        overrides["model"] = random_model(args.random_model)
+    if overrides.get("model", config.model) not in ("minilm", "tiny-bert"):
+        from lora_gym.engine.families import family_of
+        from lora_gym.engine.models import load_base
+
+        overrides.setdefault("target_modules", family_of(
+            load_base(overrides["model"])[0].config).targets)
+    config = config.replace(**overrides)
+    device = config.device_name(torch.cuda.is_available())
+    if device != "cpu" or config.dtype != "float32" or config.model != "minilm":
+        args.naive = False  # (a) is the CPU float32 baseline of the embedded MiniLM
+    args.rank = args.rank or config.ranks[len(config.ranks) // 2]
     steps = args.steps or config.steps_per_action
     if args.rank not in config.ranks:
         raise SystemExit(f"--rank must be one of the config's ranks {list(config.ranks)}")
@@ -291,9 +353,10 @@ def main(argv: list[str] | None = None) -> int:
           f"{task.num_classes} classes; model {config.model}, lora_layers {config.lora_layers}, "
           f"target_modules {list(config.target_modules)}; rank {args.rank}, lr {args.lr}; "
           f"{steps} optimizer steps x batch {config.batch_size} + eval per env step; "
-          f"{torch.get_num_threads()} threads", flush=True)
-    peak = peak_gflops()
-    print(f"fp32 peak estimate (2048^3 matmul): {peak:.0f} GFLOP/s", flush=True)
+          f"{torch.get_num_threads()} threads; device {device}, dtype {config.dtype}", flush=True)
+    peak = peak_gflops(device=device, dtype=getattr(torch, config.dtype))
+    print(f"{config.dtype} peak estimate (square matmul on {device}): {peak:.0f} GFLOP/s",
+          flush=True)
 
     batches: list[np.ndarray] = []
     plain, plain_session = run_engine("(b) engine, no prefix cache",
@@ -303,8 +366,10 @@ def main(argv: list[str] | None = None) -> int:
     cached, cached_session = run_engine("(c) engine + prefix cache",
                                         config.replace(prefix_cache=True), task, args, steps)
     print(f"{cached.name}: {cached.median:.2f} s/step", flush=True)
-    naive = run_naive(config, task, args, steps, plain_session.initial_state, batches)
-    print(f"{naive.name}: {naive.median:.2f} s/step", flush=True)
+    naive = None
+    if args.naive:
+        naive = run_naive(config, task, args, steps, plain_session.initial_state, batches)
+        print(f"{naive.name}: {naive.median:.2f} s/step", flush=True)
 
     default = cached if config.prefix_cache else plain
     default_session = cached_session if config.prefix_cache else plain_session
@@ -313,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"| method | s/env step (median of {args.env_steps}) | examples/s | GFLOP/step "
           f"| GFLOP/s | % of peak | val accuracy | one-time setup s |")
     print("|---|---|---|---|---|---|---|---|")
-    for r in (naive, plain, cached):
+    for r in (r for r in (naive, plain, cached) if r is not None):
         rate = r.gflop / r.median
         print(f"| {r.name} | {r.median:.2f} | {examples / r.median:.0f} | {r.gflop:.0f} | "
               f"{rate:.0f} | {100 * rate / peak:.0f}% | {r.accuracy:.3f} | {r.setup:.1f} |")
@@ -326,6 +391,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"torch.profiler, one engine step ({default.name}, {wall:.2f} s profiled): "
               f"{100 * share:.0f}% of the time in model forward/backward (target >= 80%: "
               f"{'met' if share >= 0.8 else 'MISSED'})")
+    if naive is None:
+        return 0
     speedup = naive.median / default.median
     gap = 100 * abs(naive.accuracy - default.accuracy)
     print(f"accuracy (a) {naive.accuracy:.3f} vs engine {default.accuracy:.3f}: "

@@ -78,6 +78,19 @@ def serial_store(tmp_path_factory):
     return path
 
 
+def test_worker_gpus_and_the_device_must_agree():
+    import dataclasses
+
+    from lora_gym.replay.distributed import check_devices
+
+    with pytest.raises(ValueError, match=r"reserves GPUs.*device:cuda"):
+        check_devices(CONFIG, ClusterOptions(worker_gpus=1))
+    with pytest.raises(ValueError, match=r"needs GPUs on the Ray workers: --worker-gpus"):
+        check_devices(dataclasses.replace(CONFIG, device="cuda"), ClusterOptions())
+    check_devices(dataclasses.replace(CONFIG, device="cuda:0"), ClusterOptions(worker_gpus=0.5))
+    check_devices(CONFIG, ClusterOptions())
+
+
 def test_ray_recording_equals_serial_row_for_row(ray_local, serial_store, tmp_path, capsys):
     path = tmp_path / "ray.sqlite"
     argv = ["--config", TINY, "--store", str(path), "--policy", "random", "--split", "all",

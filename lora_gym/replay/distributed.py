@@ -74,7 +74,8 @@ class ClusterOptions:
     worker_cpus: float = 1.0
     """CPUs reserved per worker; also its torch threads when the config's ``torch_threads`` is 0."""
     worker_gpus: float = 0.0
-    """GPUs reserved per worker (Ray scheduling only: the env itself runs on the CPU today)."""
+    """GPUs reserved per worker. Ray makes a worker see only its own GPU(s), so a config with
+    ``device: cuda`` (or ``auto``) runs each worker's engine there; > 0 needs such a config."""
     max_restarts: int = 3
     """How often Ray restarts a worker whose process died."""
     max_retries: int = 3
@@ -95,6 +96,21 @@ class ClusterOptions:
                                              or self.address.startswith("ray://")):
             raise ValueError("ClusterOptions `address` must be None, 'auto' or 'ray://host:port', "
                              f"got {self.address!r}")
+
+
+def check_devices(config: EnvConfig, options: ClusterOptions) -> None:
+    """Raise ValueError when reserved GPUs and the config's `device` disagree.
+
+    GPUs reserved for a CPU config would idle; a CUDA config without reserved GPUs would find
+    none (Ray hides the GPUs from an actor that reserved none). The device keys the table, so it
+    is never changed behind the user's back.
+    """
+    if options.worker_gpus > 0 and config.device == "cpu":
+        raise ValueError(f"--worker-gpus {options.worker_gpus} reserves GPUs but the config's "
+                         "`device` is cpu: set device:cuda (or auto) to run the engines on them")
+    if options.worker_gpus == 0 and config.device.startswith("cuda"):
+        raise ValueError(f"`device` {config.device!r} needs GPUs on the Ray workers: "
+                         "--worker-gpus 1 (or a fraction to share one)")
 
 
 class JobQueue:
@@ -184,6 +200,7 @@ class RayPool:
 
     def __init__(self, config: EnvConfig, options: ClusterOptions,
                  worker_cls: type[EpisodeWorker] = EpisodeWorker) -> None:
+        check_devices(config, options)
         ray = import_ray()
         self.config, self.options, self.worker_cls = config, options, worker_cls
         self._started_ray = not ray.is_initialized()
