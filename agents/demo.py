@@ -17,7 +17,8 @@
     lora-gym demo [--config legacy-v1] [--timesteps 50000] [--live-tasks 2]
 
 The demo's config is the one the shipped table was recorded under: ``legacy-v1`` (the default
-until 2026-12-04, see ``envs_configs/legacy-v1.yaml``) until a table for today's default ships.
+until 2026-12-04, see ``envs_configs/legacy-v1.yaml``) until the table of today's default
+(``default``, being recorded) covers its train, val and test tasks.
 """
 
 from __future__ import annotations

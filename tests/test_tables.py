@@ -19,10 +19,19 @@ def test_each_table_is_found_from_the_config_its_meta_names(name):
 
 
 def test_a_config_without_a_table_is_told_which_configs_have_one():
+    other = EnvConfig(learning_rates=(1e-3, 1e-2))
     with pytest.raises(LookupError, match="legacy-v1"):
-        shipped_table_name(EnvConfig())
+        shipped_table_name(other)
     with pytest.raises(LookupError, match="no table is shipped for this config"):
-        gym.make("LoRATuneReplay-v0")
+        gym.make("LoRATuneReplay-v0", learning_rates=(1e-3, 1e-2))
+
+
+def test_the_default_config_has_its_own_table():
+    assert shipped_table_name(EnvConfig()) == "default"
+    env = gym.make("LoRATuneReplay-v0", task_split="train")
+    obs, info = env.reset(seed=0)
+    assert obs in env.observation_space and info["source"] == "table"
+    assert env.action_space.n == 31
 
 
 def test_the_legacy_config_replays_the_shipped_minilm_table():

@@ -19,7 +19,7 @@ from lora_gym.replay.store import config_hash
 TABLES_DIR = Path(__file__).parents[1] / "tables"
 """Where shipped tables live: ``<name>.sqlite`` or a compressed ``<name>.sqlite.xz``, each with
 its ``<name>.meta.json`` (the config it was recorded under, its hash, its coverage)."""
-SHIPPED_TABLES: tuple[str, ...] = ("default", "tiny")
+SHIPPED_TABLES: tuple[str, ...] = ("default", "legacy-v1", "tiny")
 """The names of the tables shipped in the package."""
 
 
@@ -53,7 +53,7 @@ def resolve_store(store: str | os.PathLike | None, config: EnvConfig,
 
     Args:
         store: ``None`` (the table shipped for the config), a shipped table's name
-            (``"default"``, ``"tiny"``), or the path of a store.
+            (``"default"``, ``"legacy-v1"``, ``"tiny"``), or the path of a store.
         config: The env's config.
         tables_dir: Folder of the shipped tables.
 
