@@ -1,10 +1,12 @@
 """The Stable-Baselines3 algorithms that `train_agent.py` can use, and the action spaces of each."""
 
+import stable_baselines3
 from gymnasium import spaces
-from stable_baselines3 import A2C, DQN, PPO
 
-ALGOS = {"ppo": PPO, "a2c": A2C, "dqn": DQN}
-"""Name -> SB3 algorithm class."""
+from lora_gym.policies import SB3_ALGOS
+
+ALGOS = {name: getattr(stable_baselines3, name.upper()) for name in SB3_ALGOS}
+"""Name -> SB3 algorithm class, for every name of `lora_gym.policies.SB3_ALGOS`."""
 
 ACTION_SPACES: dict[str, tuple[type[spaces.Space], ...]] = {
     "ppo": (spaces.Discrete, spaces.MultiDiscrete),

@@ -29,6 +29,8 @@ from lora_gym.core.observation import OBSERVATION_NAMES
 from lora_gym.core.preferences import default_cost_weight
 
 SB3_ALGOS: tuple[str, ...] = ("ppo", "a2c", "dqn")
+"""The Stable-Baselines3 algorithms lora-gym trains and loads (the one list; the class of each is
+``stable_baselines3.<NAME>``)."""
 _STEPS_LEFT = OBSERVATION_NAMES.index("steps_left")
 _DELTA = OBSERVATION_NAMES.index("delta_accuracy")
 _VAL_LOSS = OBSERVATION_NAMES.index("val_loss")

@@ -153,6 +153,15 @@ RESET_OPTIONS: tuple[str, ...] = ("cost_weight", "episode_seed", "task")
 """The ``options`` every env's ``reset`` accepts."""
 
 
+def draw_episode_seed(rng) -> int:
+    """The episode seed a reset draws from the env's ``np_random``.
+
+    The one derivation: the live env, the replay env's ``episode_seeds="live"`` and the recorder
+    all use it.
+    """
+    return int(rng.integers(2**31 - 1))
+
+
 def reset_task(options: Mapping[str, Any] | None, names: Sequence[str],
                rng: np.random.Generator) -> tuple[str, int | None]:
     """The task of a reset (given, or drawn from `names` with `rng`) and the given episode seed.

@@ -20,6 +20,7 @@ from lora_gym.core.observation import (
     OBSERVATION_SPEC,
     ObservationSpec,
     build_observation,
+    draw_episode_seed,
     feature_values,
     finite_or_none,
     reset_task,
@@ -250,7 +251,7 @@ class LoRATuningEnv(gym.Env[np.ndarray, np.int64]):
         if episode_seed is not None:
             self._episode_seed = episode_seed
         else:
-            self._episode_seed = int(self.np_random.integers(2**31 - 1))
+            self._episode_seed = draw_episode_seed(self.np_random)
         self.cost_weight = draw_cost_weight(self.config, options, self.np_random)
         self._reward_config = reward_config(self.config, self.cost_weight)
         started = time.perf_counter()

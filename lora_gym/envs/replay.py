@@ -20,6 +20,7 @@ from lora_gym.core.errors import LoRAGymWarning
 from lora_gym.core.monitoring import with_monitor
 from lora_gym.core.observation import (
     OBSERVATION_NAMES,
+    draw_episode_seed,
     reset_task,
     spec_bounds,
     spec_names,
@@ -215,7 +216,7 @@ class LoRATuneReplayEnv(gym.Env[np.ndarray, np.int64]):
 
     def _draw_episode_seed(self, task: str) -> int:
         if self.episode_seeds == "live":  # the draws of LoRATune-v0's reset, in its order
-            return int(self.np_random.integers(2**31 - 1))
+            return draw_episode_seed(self.np_random)
         seeds = self.index.seeds(task)
         if not seeds:
             raise TableMiss(f"task {task!r} has no recorded episode in {str(self.store_path)!r}; "

@@ -18,6 +18,7 @@ from gymnasium.utils import seeding
 
 from lora_gym.core.actions import ActionGrid
 from lora_gym.core.config import EnvConfig
+from lora_gym.core.observation import draw_episode_seed
 from lora_gym.core.preferences import preference_spec
 from lora_gym.policies import Policy
 from lora_gym.replay.index import Node, TableIndex
@@ -81,7 +82,7 @@ class RecordingWrapper(gym.Wrapper):
 
 def episode_seed(reset_seed: int) -> int:
     """The episode seed `LoRATuningEnv.reset(seed=s, options={"task": ...})` draws."""
-    return int(seeding.np_random(reset_seed)[0].integers(2**31 - 1))
+    return draw_episode_seed(seeding.np_random(reset_seed)[0])
 
 
 def episode_recorded(index: TableIndex | None, policy: Policy, task: str, reset_seed: int,

