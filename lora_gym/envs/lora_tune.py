@@ -36,6 +36,7 @@ from lora_gym.core.preferences import (
     reward_config,
 )
 from lora_gym.core.rewards import evaluate_reward, resolve_reward
+from lora_gym.envs.common import check_action, render_line, stop_reward
 
 
 class LoRATuningEnv(gym.Env[np.ndarray, np.int64]):
@@ -308,17 +309,12 @@ class LoRATuningEnv(gym.Env[np.ndarray, np.int64]):
         return self._observation(), float(reward), diverged, truncated, info
 
     def _check_step(self, action) -> None:
-        if self._t is None:
-            raise gym.error.ResetNeeded("call reset() before step()")
-        if not self.action_space.contains(action):
-            raise gym.error.InvalidAction(f"action {action!r} is not in the action space "
-                                          f"{self.action_space}")
+        check_action(action, self.action_space, self._t is not None)
 
     def _stop(self, started: float):
         """The stop action: no training, zero cost, the episode terminates."""
         self._delta = 0.0
-        reward, components = evaluate_reward(self._reward_fn, self._metrics, self._metrics, 0.0,
-                                             self._reward_config)
+        reward, components = stop_reward(self._reward_fn, self._metrics, self._reward_config)
         info = self._info(time.perf_counter() - started, cost=0.0, diverged=False, stopped=True,
                           reward_components=components, **self._extra_info())
         return self._observation(), float(reward), True, False, info
@@ -327,9 +323,8 @@ class LoRATuningEnv(gym.Env[np.ndarray, np.int64]):
         """With ``render_mode="ansi"``: one line describing the current state."""
         if self.render_mode != "ansi" or self._t is None:
             return None
-        m = self._metrics
-        return (f"task={self.task.name} t={self._t} rank={self._rank} lr={self._lr} "
-                f"acc={m.accuracy:.3f} f1={m.f1:.3f} loss={m.val_loss:.3f} cost={self._cost:.2f}")
+        return render_line(self.task.name, self._t, self._rank, self._lr, self._metrics,
+                           self._cost)
 
     def save_adapter(self, path) -> Any:
         """Write the current adapter and head as a standard PEFT adapter folder.

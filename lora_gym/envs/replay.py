@@ -33,6 +33,7 @@ from lora_gym.core.preferences import (
     with_preference,
 )
 from lora_gym.core.rewards import evaluate_reward, resolve_reward
+from lora_gym.envs.common import check_action, render_line, stop_reward
 from lora_gym.replay.index import Node, TableIndex, TableMiss
 from lora_gym.replay.store import StepRecord, Store
 from lora_gym.replay.surrogate import SURROGATE_KINDS
@@ -226,12 +227,7 @@ class LoRATuneReplayEnv(gym.Env[np.ndarray, np.int64]):
     def step(self, action: np.int64 | int) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         """Serve the step of ``prefix + (action,)`` from the table, or by the miss policy."""
         node = self._node
-        if node is None:
-            raise gym.error.ResetNeeded("call reset() before step()")
-        if not (isinstance(action, int | np.integer) and 0 <= action < self._n_actions
-                or self.action_space.contains(action)):
-            raise gym.error.InvalidAction(f"action {action!r} is not in the action space "
-                                          f"{self.action_space}")
+        check_action(action, self.action_space, node is not None)
         a = int(action)
         if self.grid.is_stop(a):
             return self._stop(node)
@@ -263,9 +259,8 @@ class LoRATuneReplayEnv(gym.Env[np.ndarray, np.int64]):
         """With ``render_mode="ansi"``: one line describing the current state."""
         if self.render_mode != "ansi" or self._node is None:
             return None
-        n, m = self._node, self._node.metrics
-        return (f"task={self._task} t={len(n.prefix)} rank={n.rank} lr={n.lr} "
-                f"acc={m.accuracy:.3f} f1={m.f1:.3f} cost={n.cost_so_far:.2f}")
+        n = self._node
+        return render_line(self._task, len(n.prefix), n.rank, n.lr, n.metrics, n.cost_so_far)
 
     def close(self) -> None:
         """Close the live fallback's env and store, if one was made."""
@@ -278,8 +273,7 @@ class LoRATuneReplayEnv(gym.Env[np.ndarray, np.int64]):
     # -- helpers ---------------------------------------------------------------------------------
     def _stop(self, node: Node):
         """Stop: nothing trained or looked up; the live env's observation, reward and info."""
-        reward, components = evaluate_reward(self._reward_fn, node.metrics, node.metrics, 0.0,
-                                             self._reward_config)
+        reward, components = stop_reward(self._reward_fn, node.metrics, self._reward_config)
         obs = self._obs(node.obs)
         obs[self._delta_slot] = 0.0
         info = step_info(self._task, len(node.prefix), node.rank, node.lr, node.metrics_info,
