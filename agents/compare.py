@@ -24,15 +24,16 @@ import time
 from pathlib import Path
 
 import gymnasium as gym
-from lora_gym_agents import baselines, report, search
-from lora_gym_agents.evaluate import evaluate, split_tasks
+from lora_gym_agents import report
 from lora_gym_agents.zoo_args import StoreDict
 
 import lora_gym  # noqa: F401 - registers the env ids
 from lora_gym.cli.args import int_at_least, positive_float
 from lora_gym.envs.cost_weight import FixedCostWeight
 from lora_gym.envs.grid_actions import grid_actions
-from lora_gym.policies import POLICIES, PolicyContext, make_policies
+from lora_gym.policies import POLICIES, PolicyContext, SB3Policy, make_policies
+from lora_gym.policies.evaluate import evaluate, split_tasks
+from lora_gym.policies.search import train_grid
 
 METHODS = ("default", "random", "schedule", "patience", "rank-controller", "best-static", "oracle",
            "optuna")
@@ -74,7 +75,7 @@ def build_policies(env, args, tasks: list[str], seeds: list[int],
     extra = {} if cost_weight is None else {"cost_weight": cost_weight}
     ctx = PolicyContext.of(env.unwrapped.config, seed=args.seed, env=env, tasks=tuple(tasks),
                            seeds=tuple(seeds), progress=not args.no_progress,
-                           static_search=search.train_grid, **extra)
+                           static_search=train_grid, **extra)
     unknown = sorted(set(args.methods) - set(POLICIES))
     if unknown:
         raise SystemExit(f"unknown method(s) {unknown}; choose among {sorted(POLICIES)}")
@@ -88,7 +89,7 @@ def build_policies(env, args, tasks: list[str], seeds: list[int],
         grid = getattr(policy, "grid_returns", grid)
     for spec in args.agent:
         name, _, path = spec.rpartition("=")
-        policies[name or args.algo] = baselines.SB3Policy.load(path, args.algo, name or None)
+        policies[name or args.algo] = SB3Policy.load(path, args.algo, name or None)
     return policies, grid, search_episodes
 
 

@@ -12,7 +12,7 @@
    differences PPO - best-static and PPO - patience (steps off the table come from the
    surrogate; ``info["source"]`` counts them).
 3. Run a few of PPO's and the default's episodes on the live `LoRATune-v0` and compare them with
-   their replay (`lora_gym.cli.sim2real`): is what PPO learned on the table real?
+   their replay (`lora_gym.policies.sim2real`): is what PPO learned on the table real?
 
     lora-gym demo [--config legacy-v1] [--timesteps 50000] [--live-tasks 2]
 
@@ -82,8 +82,8 @@ def main(argv: list[str] | None = None) -> None:
         print("\n== 3. Live check skipped (--live-episodes 0)", flush=True)
         return
     print("\n== 3. Live check: the same episodes on LoRATune-v0", flush=True)
-    from lora_gym.cli.sim2real import compare as sim2real
-    from lora_gym.cli.sim2real import format_summary, print_pairs, summarise
+    from lora_gym.policies.sim2real import compare as sim2real
+    from lora_gym.policies.sim2real import format_summary, print_pairs, summarise
     from lora_gym.tasks.sets import load_task_set
 
     config = resolve_config(args.config, task_split="test")

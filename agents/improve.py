@@ -30,15 +30,16 @@ import gymnasium as gym
 import numpy as np
 from lora_gym_agents import train as trainer
 
-from lora_gym.cli.sim2real import EpisodePair, format_summary, summarise
 from lora_gym.core.actions import ActionGrid
 from lora_gym.core.config import EnvConfig, resolve_config
 from lora_gym.policies import Policy, SB3Policy
+from lora_gym.policies.recording import episode_recorded
+from lora_gym.policies.runner import run_episode
+from lora_gym.policies.sim2real import EpisodePair, format_summary, summarise
 from lora_gym.replay.index import TableIndex
-from lora_gym.replay.recording import RecordingWrapper, episode_recorded, episode_seed
+from lora_gym.replay.recording import RecordingWrapper, episode_seed
 from lora_gym.replay.store import Store
 from lora_gym.replay.tables import resolve_store
-from lora_gym.rollout import run_episode
 
 SEED_STRIDE = 1000
 """Round r's live episodes use reset seeds ``r * SEED_STRIDE + i``: new episodes every round."""

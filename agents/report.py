@@ -6,7 +6,8 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-from lora_gym_agents.evaluate import EpisodeResult
+
+from lora_gym.policies.runner import EpisodeResult
 
 
 def bootstrap_ci(values: np.ndarray, n_boot: int = 2000, seed: int = 0) -> tuple[float, float]:

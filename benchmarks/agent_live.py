@@ -30,16 +30,17 @@ import json
 from pathlib import Path
 
 import gymnasium as gym
-from lora_gym_agents import report, search  # noqa: F401 - registers the search baselines
-from lora_gym_agents.evaluate import evaluate
+from lora_gym_agents import report
 from lora_gym_agents.improve import init_store
 
 import lora_gym  # noqa: F401
-from lora_gym.cli.sim2real import EpisodePair, format_summary, summarise
 from lora_gym.core.config import resolve_config
 from lora_gym.policies import PolicyContext, SB3Policy, make_policies
+from lora_gym.policies.evaluate import evaluate
+from lora_gym.policies.runner import run_episode
+from lora_gym.policies.search import train_grid
+from lora_gym.policies.sim2real import EpisodePair, format_summary, summarise
 from lora_gym.replay.recording import episode_seed
-from lora_gym.rollout import run_episode
 
 BASELINES = ("default", "random", "best-static", "patience", "rank-controller")
 
@@ -69,7 +70,7 @@ def build_policies(args, config, live, tasks: list[str], seeds: list[int]) -> di
     simulator = gym.make("LoRATuneReplay-v0", config=config.replace(task_split="train"),
                          store=args.simulator, miss="surrogate", disable_env_checker=True)
     ctx = PolicyContext.of(config, env=simulator, tasks=tuple(tasks), seeds=tuple(seeds),
-                           static_search=search.train_grid)
+                           static_search=train_grid)
     policies = {name: make_policies([name], ctx)[0] for name in BASELINES}
     if args.optuna_trials > 0:
         live_ctx = PolicyContext.of(config, env=live, tasks=tuple(tasks), seeds=tuple(seeds))

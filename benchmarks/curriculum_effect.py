@@ -28,7 +28,7 @@ from lora_gym_agents.curriculum import load_curriculum
 
 import lora_gym  # noqa: F401
 from lora_gym.policies import SB3Policy
-from lora_gym.rollout import run_episode
+from lora_gym.policies.runner import run_episode
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = "LoRATuneReplay-v0"

@@ -150,7 +150,7 @@ def phase_jobs(phase: Phase, config: EnvConfig) -> list[tuple[Policy, str, int]]
 
 def record_phases(names: list[str], store: str) -> None:
     """Record every phase in `names` into `store` (resumable)."""
-    from lora_gym.replay.recording import record
+    from lora_gym.policies.recording import record
 
     for name in names:
         phase = PHASES[name]

@@ -31,8 +31,9 @@ import lora_gym  # noqa: F401
 from lora_gym.core.config import resolve_config
 from lora_gym.core.observation import OBSERVATION_NAMES
 from lora_gym.policies import RandomPolicy
-from lora_gym.replay.distributed import ClusterOptions, RayPool
-from lora_gym.replay.recording import RecordingWrapper, play_episode
+from lora_gym.policies.distributed import ClusterOptions, RayPool
+from lora_gym.policies.recording import play_episode
+from lora_gym.replay.recording import RecordingWrapper
 from lora_gym.replay.store import StepRecord, Store, config_hash
 
 CONFIG = resolve_config(Path(__file__).resolve().parents[1] / "envs_configs" / "tiny.yaml")

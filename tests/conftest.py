@@ -36,7 +36,7 @@ def replay_random_episodes(config, store: Path, episodes: int = 4):
 
     from lora_gym.core.actions import ActionGrid
     from lora_gym.policies import RandomPolicy
-    from lora_gym.replay.recording import record
+    from lora_gym.policies.recording import record
 
     grid = ActionGrid.of(config)
     jobs = [(RandomPolicy(grid.n_pairs, seed=0), task, s) for task in ("synth-a", "synth-b")

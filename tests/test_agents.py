@@ -3,11 +3,13 @@
 import gymnasium as gym
 import numpy as np
 import pytest
-from lora_gym_agents import baselines, report
-from lora_gym_agents.evaluate import evaluate, run_episode
+from lora_gym_agents import report
 
 import lora_gym  # noqa: F401
+from lora_gym import policies as baselines
 from lora_gym.core.observation import OBSERVATION_NAMES
+from lora_gym.policies.evaluate import evaluate
+from lora_gym.policies.runner import run_episode
 from tests.conftest import TINY
 
 
@@ -94,7 +96,7 @@ def test_patience_stops_when_accuracy_stalls():
 
 
 def test_static_search_covers_segments():
-    from lora_gym_agents.search import best_triple
+    from lora_gym.policies.search import best_triple
 
     returns = np.array([[0.1, 0.5, 0.4], [0.2, 0.3, 0.45]])
     assert best_triple(returns, stop=True) == (0, 2)
@@ -102,7 +104,7 @@ def test_static_search_covers_segments():
 
 
 def test_paired_differences_match_episodes():
-    from lora_gym.rollout import EpisodeResult
+    from lora_gym.policies.runner import EpisodeResult
 
     def r(method, seed, ret):
         return EpisodeResult(method, "t", seed, ret, 0.5, 0.1, 1.0, 2, False)

@@ -7,17 +7,17 @@ import pytest
 
 import lora_gym  # noqa: F401
 from lora_gym.cli.record import main as record_main
-from lora_gym.cli.sim2real import _run_live
 from lora_gym.core.config import resolve_config
 from lora_gym.policies import FixedPolicy, PolicyContext, make_policies
-from lora_gym.replay.distributed import (
+from lora_gym.policies.distributed import (
     ClusterOptions,
     EpisodeWorker,
     JobQueue,
     evaluate_ray,
     record_ray,
 )
-from lora_gym.replay.recording import record
+from lora_gym.policies.recording import record
+from lora_gym.policies.sim2real import _run_live
 from lora_gym.replay.store import Store
 from tests.conftest import TINY
 
@@ -81,7 +81,7 @@ def serial_store(tmp_path_factory):
 def test_worker_gpus_and_the_device_must_agree():
     import dataclasses
 
-    from lora_gym.replay.distributed import check_devices
+    from lora_gym.policies.distributed import check_devices
 
     with pytest.raises(ValueError, match=r"reserves GPUs.*device:cuda"):
         check_devices(CONFIG, ClusterOptions(worker_gpus=1))

@@ -8,8 +8,7 @@ import pytest
 from tests.conftest import ROOT
 
 PACKAGE = ROOT / "lora_gym"
-LAYERS = {"core": 0, "tasks": 1, "policies": 1, "rollout": 1, "engine": 2, "replay": 2,
-          "envs": 3, "cli": 4}
+LAYERS = {"core": 0, "tasks": 1, "engine": 2, "replay": 2, "envs": 3, "policies": 4, "cli": 5}
 """Rank of each part of the package: a module imports only parts of lower rank, or its own."""
 
 
@@ -21,14 +20,36 @@ def module_name(path: Path) -> str:
 MODULES = {module_name(p): p for p in PACKAGE.rglob("*.py")}
 
 
+def _env_entry_points() -> dict[str, str]:
+    """Registered env id -> the module of its entry point (from ``lora_gym/__init__.py``)."""
+    out = {}
+    for node in ast.walk(ast.parse((PACKAGE / "__init__.py").read_text())):
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "register":
+            kw = {k.arg: k.value.value for k in node.keywords if isinstance(k.value, ast.Constant)}
+            out[kw["id"]] = kw["entry_point"].split(":")[0]
+    return out
+
+
+ENV_MODULES = _env_entry_points()
+
+
 def imports(path: Path) -> set[str]:
-    """Every project module `path` imports: at module level, in functions, under TYPE_CHECKING."""
+    """Every project module `path` imports: at module level, in functions, under TYPE_CHECKING,
+    and through strings: a literal module name (``importlib.import_module("lora_gym.x")``, an
+    entry point ``"lora_gym.x:Cls"``; not the package root's registrations, which load lazily)
+    or a registered env id (``gym.make("LoRATune-v0")``)."""
     found = set()
+    root = path == PACKAGE / "__init__.py"  # registers the envs' entry points, loaded lazily
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and not root:
+            names = [node.value.split(":")[0]]  # a module's exact name, or an entry point
+        elif isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "make":
+            names = [ENV_MODULES.get(a.value, "") for a in node.args[:1]
+                     if isinstance(a, ast.Constant) and isinstance(a.value, str)]
         else:
             continue
         found |= {name for name in names if name in MODULES}
@@ -46,6 +67,8 @@ def part(module: str) -> str | None:
 def test_the_graph_sees_the_imports():
     assert "lora_gym.core.config" in GRAPH["lora_gym.envs.lora_tune"]
     assert "lora_gym.envs.lora_tune" in GRAPH["lora_gym.envs.live_replayer"]
+    # through strings: the recorder's gym.make("LoRATune-v0")
+    assert "lora_gym.envs.lora_tune" in GRAPH["lora_gym.policies.recording"]
 
 
 def test_no_import_cycles():

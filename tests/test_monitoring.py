@@ -17,7 +17,8 @@ from lora_gym.core.monitoring import MONITOR_NAMES, monitor_values
 from lora_gym.engine import resize as lora
 from lora_gym.engine.monitor import effective_rank, singular_values
 from lora_gym.policies import FixedPolicy
-from lora_gym.replay.recording import episode_seed, record
+from lora_gym.policies.recording import record
+from lora_gym.replay.recording import episode_seed
 from lora_gym.replay.store import config_hash
 from tests.conftest import TINY as TINY_PATH
 from tests.test_lora import tiny_lora_model

@@ -5,12 +5,12 @@ import math
 import gymnasium as gym
 import numpy as np
 import pytest
-from lora_gym_agents.evaluate import evaluate
 
 from lora_gym.core.errors import RewardError
 from lora_gym.core.metrics import Metrics
 from lora_gym.engine.session import SegmentResult
 from lora_gym.policies import FixedPolicy
+from lora_gym.policies.evaluate import evaluate
 from lora_gym.replay.index import Node
 from lora_gym.replay.store import StepRecord
 from tests.conftest import TINY  # noqa: E402

@@ -13,7 +13,7 @@ from lora_gym.core.config import ALPHA_POLICIES, INITS, SVD_INITS, EnvConfig
 from lora_gym.core.errors import ConfigError
 from lora_gym.engine import resize as lora
 from lora_gym.policies import RandomPolicy
-from lora_gym.replay.recording import record
+from lora_gym.policies.recording import record
 from tests.conftest import TINY
 
 FIELDS = sorted(EnvConfig.__dataclass_fields__)

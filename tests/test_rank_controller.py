@@ -9,7 +9,7 @@ from lora_gym.core.actions import ActionGrid
 from lora_gym.core.config import EnvConfig
 from lora_gym.core.observation import OBSERVATION_NAMES
 from lora_gym.policies import PolicyContext, RankControllerPolicy, make_policies
-from lora_gym.rollout import run_episode
+from lora_gym.policies.runner import run_episode
 from tests.conftest import TINY as TINY_PATH
 
 GRID = ActionGrid((2, 4, 8), (1.0e-3, 1.0e-2), stop=True)

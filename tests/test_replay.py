@@ -13,13 +13,14 @@ import numpy as np
 import pytest
 
 import lora_gym  # noqa: F401
-from lora_gym.cli.sim2real import compare, summarise
 from lora_gym.core.config import resolve_config
 from lora_gym.policies import FixedPolicy, RandomPolicy, SchedulePolicy
+from lora_gym.policies.recording import record
+from lora_gym.policies.runner import run_episode
+from lora_gym.policies.sim2real import compare, summarise
 from lora_gym.replay.index import TableMiss
-from lora_gym.replay.recording import RecordingWrapper, episode_seed, record
+from lora_gym.replay.recording import RecordingWrapper, episode_seed
 from lora_gym.replay.store import Store, config_hash
-from lora_gym.rollout import run_episode
 from lora_gym.tasks.sets import load_task_set
 from tests.conftest import TINY
 

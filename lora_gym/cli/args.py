@@ -14,7 +14,7 @@ from lora_gym.core.config import EnvConfig, resolve_config
 from lora_gym.policies import POLICIES, SB3_ALGOS, Policy, PolicyContext, make_policies
 
 if TYPE_CHECKING:
-    from lora_gym.replay.distributed import ClusterOptions
+    from lora_gym.policies.distributed import ClusterOptions
 
 
 def positive_float(text: str) -> float:
@@ -144,7 +144,7 @@ def cluster_options(args: argparse.Namespace) -> ClusterOptions | None:
     """The `ClusterOptions` of `add_backend_arguments`' arguments, or None for ``serial``."""
     if args.backend == "serial":
         return None
-    from lora_gym.replay.distributed import ClusterOptions
+    from lora_gym.policies.distributed import ClusterOptions
 
     return ClusterOptions(address=args.address, num_workers=args.num_workers,
                           worker_cpus=args.worker_cpus, worker_gpus=args.worker_gpus)

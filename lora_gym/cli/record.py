@@ -5,7 +5,7 @@ Rerunning the same command skips every episode already recorded::
     lora-gym record --config envs_configs/tiny.yaml --store runs/tiny.sqlite \\
         --policy random grid schedule --split all --seeds 10
 
-With ``--backend ray`` the episodes run on Ray workers (`lora_gym.replay.distributed`) and this
+With ``--backend ray`` the episodes run on Ray workers (`lora_gym.policies.distributed`) and this
 process writes their rows as they stream in.
 """
 
@@ -19,7 +19,7 @@ from lora_gym.cli.args import (
     cluster_options,
     jobs_from_args,
 )
-from lora_gym.replay.recording import record
+from lora_gym.policies.recording import record
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> None:
     if options is None:
         counts = record(config, jobs, args.store, progress=not args.quiet)
     else:
-        from lora_gym.replay.distributed import record_ray
+        from lora_gym.policies.distributed import record_ray
 
         counts = record_ray(config, jobs, args.store, options, progress=not args.quiet)
     print(" ".join(f"{k}={v}" for k, v in counts.items()))

@@ -9,11 +9,12 @@ live) and their episodes are counted in ``policy.search_episodes``.
 from __future__ import annotations
 
 import numpy as np
-from lora_gym_agents.baselines import FixedPolicy, SequencePolicy, TaskTablePolicy
-from lora_gym_agents.evaluate import fixed_action_returns, run_episode, split_tasks, static_returns
 from tqdm import tqdm
 
-from lora_gym.policies import Policy, PolicyContext, register_policy
+from lora_gym.policies.base import FixedPolicy, Policy, PolicyContext, PolicyFactory
+from lora_gym.policies.evaluate import fixed_action_returns, split_tasks, static_returns
+from lora_gym.policies.oracles import SequencePolicy, TaskTablePolicy
+from lora_gym.policies.runner import run_episode
 
 SEARCH_SEED = 10_000
 """Search episodes on the training tasks use reset seeds from here, disjoint from evaluation."""
@@ -53,7 +54,6 @@ def train_grid(ctx: PolicyContext) -> dict[str, np.ndarray]:
     return ctx.cache["train_grid"]
 
 
-@register_policy("best-static")
 def best_static(ctx: PolicyContext) -> list[Policy]:
     """The single static configuration with the best mean return over the training tasks."""
     grid = train_grid(ctx)
@@ -63,7 +63,6 @@ def best_static(ctx: PolicyContext) -> list[Policy]:
     return [policy]
 
 
-@register_policy("oracle")
 def oracle(ctx: PolicyContext) -> list[Policy]:
     """Per evaluation task, its best static configuration on the evaluation seeds.
 
@@ -81,7 +80,6 @@ def oracle(ctx: PolicyContext) -> list[Policy]:
     return [policy]
 
 
-@register_policy("optuna")
 def optuna_sequences(ctx: PolicyContext) -> list[Policy]:
     """Per evaluation task, Optuna TPE over the whole action sequence (stop included).
 
@@ -108,3 +106,8 @@ def optuna_sequences(ctx: PolicyContext) -> list[Policy]:
     policy = SequencePolicy(best, "optuna")
     policy.search_episodes = len(ctx.tasks) * n_trials
     return [policy]
+
+
+SEARCH_POLICIES: dict[str, PolicyFactory] = {
+    "best-static": best_static, "oracle": oracle, "optuna": optuna_sequences}
+"""The search baselines' factories; `lora_gym.policies` adds them to `POLICIES`."""

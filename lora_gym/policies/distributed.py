@@ -34,16 +34,11 @@ from typing import Any
 import gymnasium as gym
 
 from lora_gym.core.config import EnvConfig
-from lora_gym.policies import Policy
-from lora_gym.replay.recording import (
-    RecordingWrapper,
-    pending_jobs,
-    play_episode,
-    progress_bar,
-    record_counts,
-)
+from lora_gym.policies.base import Policy
+from lora_gym.policies.recording import pending_jobs, play_episode, progress_bar, record_counts
+from lora_gym.policies.runner import EpisodeResult, run_episode
+from lora_gym.replay.recording import RecordingWrapper
 from lora_gym.replay.store import StepRecord, Store, library_versions
-from lora_gym.rollout import EpisodeResult, run_episode
 
 Job = tuple[Policy, str, int]
 

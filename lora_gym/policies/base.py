@@ -1,7 +1,7 @@
 """Basic policies for `LoRATune-v0` and the registry of every policy, name -> factory.
 
 Every policy has SB3's ``predict(obs, state=None, episode_start=None, deterministic=True)``, so
-one evaluation (`lora_gym_agents.evaluate`) scores them and an SB3 model alike, and
+one evaluation (`lora_gym.policies.evaluate`) scores them and an SB3 model alike, and
 ``act(obs) -> int`` for a single observation. ``begin_episode(task, seed)`` is called after every
 reset; it makes each policy deterministic per episode -- its actions are fixed by (policy, task,
 reset seed) -- which lets ``lora-gym record`` tell from a store alone whether an episode is
@@ -9,7 +9,7 @@ already recorded.
 
 `POLICIES` maps a name to a factory ``(PolicyContext) -> list[Policy]``, like `REWARDS`: the
 basic ones are registered here, the search-based ones (best-static, oracle, Optuna) by
-`lora_gym_agents.search`. ``lora-gym record``, ``compare`` and the benchmarks all build policies
+`lora_gym.policies.search`. ``lora-gym record``, ``compare`` and the benchmarks all build policies
 from it.
 """
 
@@ -291,7 +291,7 @@ class PolicyContext:
     """Searches shared between factories (e.g. the training-task grid search)."""
     static_search: Callable[[PolicyContext], Any] | None = field(default=None, compare=False)
     """The search that finds best-static's action on the training tasks and leaves it in
-    ``cache["static_action"]`` (`lora_gym_agents.search.train_grid`); None: no search."""
+    ``cache["static_action"]`` (`lora_gym.policies.search.train_grid`); None: no search."""
 
     def static_action(self) -> int | None:
         """Best-static's action, searched once (whichever factory asks first), then cached.

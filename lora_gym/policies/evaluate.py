@@ -8,9 +8,9 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from lora_gym.rollout import EpisodeResult, run_episode
+from lora_gym.policies.runner import EpisodeResult, run_episode
 
-__all__ = ["EpisodeResult", "evaluate", "fixed_action_returns", "run_episode", "split_tasks",
+__all__ = ["evaluate", "fixed_action_returns", "split_tasks",
            "static_returns"]
 
 
@@ -49,7 +49,7 @@ def fixed_action_returns(env, tasks: list[str], seeds: list[int], progress: bool
     earns the reward of no change at zero cost: 0 for the built-in rewards). Without a stop
     action only the last column is a reachable configuration; see `static_returns`.
     """
-    from lora_gym_agents.baselines import FixedPolicy
+    from lora_gym.policies.base import FixedPolicy
 
     grid, T = env.unwrapped.grid, env.unwrapped.config.episode_length
     out = {}

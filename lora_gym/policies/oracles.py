@@ -1,9 +1,7 @@
-"""Baselines a user compares a learned policy against, all on SB3's ``predict`` protocol.
+"""Baselines that know the task: a policy per task (the per-task oracle), a fixed sequence.
 
-The basic ones (fixed/PEFT default, random, schedule, patience, a trained SB3 agent) live in
-`lora_gym.policies` and are re-exported here; this module adds the search-based ones that know
-the task (the per-task oracle, a searched action sequence). `lora_gym_agents.evaluate` calls
-``begin_episode(task, seed)`` after every reset.
+The searches that build them are `lora_gym.policies.search`; the policy protocol is
+`lora_gym.policies.base.Policy` (``begin_episode(task, seed)`` after every reset).
 """
 
 from __future__ import annotations
@@ -12,17 +10,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from lora_gym.policies import (
-    FixedPolicy,
-    PatiencePolicy,
-    Policy,
-    RandomPolicy,
-    SB3Policy,
-    SchedulePolicy,
-)
-
-__all__ = ["FixedPolicy", "PatiencePolicy", "Policy", "RandomPolicy", "SB3Policy",
-           "SchedulePolicy", "SequencePolicy", "TaskTablePolicy"]
+from lora_gym.policies.base import Policy
 
 
 class TaskTablePolicy(Policy):
