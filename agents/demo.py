@@ -28,9 +28,9 @@ from pathlib import Path
 
 from lora_gym_agents import compare, train
 
-from lora_gym.cli.args import int_at_least
 from lora_gym.core.actions import ActionGrid
 from lora_gym.core.config import resolve_config
+from lora_gym.core.parsing import int_at_least
 from lora_gym.policies import FixedPolicy, SB3Policy
 
 DEMO_CONFIG = "legacy-v1"

@@ -29,7 +29,7 @@ from lora_gym_agents.curriculum import CurriculumCallback, CurriculumEnv, load_c
 from lora_gym_agents.zoo_args import StoreDict
 
 import lora_gym  # noqa: F401 - registers the env ids
-from lora_gym.cli.args import int_at_least
+from lora_gym.core.parsing import int_at_least
 from lora_gym.core.paths import configs_dir
 
 SPECIAL_KEYS = ("n_timesteps", "policy", "n_envs", "normalize")

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from lora_gym.cli.args import parse_env_kwargs
+from lora_gym.core.parsing import parse_env_kwargs
 
 
 class StoreDict(argparse.Action):
     """argparse action turning ``key:value`` arguments into a dict (rl-zoo's convention).
 
-    Values are read by `lora_gym.cli.args.parse_value`: Python literals, or bare strings.
+    Values are read by `lora_gym.core.parsing.parse_value`: Python literals, or bare strings.
     """
 
     def __call__(self, parser, namespace, values, option_string=None):

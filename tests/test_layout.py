@@ -109,3 +109,14 @@ def test_core_imports_no_heavy_library():
                 mods = [a.name for a in node.names] if isinstance(node, ast.Import) else [
                     node.module or ""]
                 assert not {m.split(".")[0] for m in mods} & heavy, f"{name} imports {mods}"
+
+
+def test_the_agents_tooling_never_imports_the_command_package():
+    """`lora-gym` loads `lora_gym_agents` modules by name; they must not import `lora_gym.cli`
+    back (a package-level loop the module graph above cannot see)."""
+    for path in sorted((ROOT / "agents").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                assert not node.module.startswith("lora_gym.cli"), f"{path.name}: {node.module}"
+            elif isinstance(node, ast.Import):
+                assert not any(a.name.startswith("lora_gym.cli") for a in node.names), path.name

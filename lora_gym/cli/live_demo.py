@@ -8,7 +8,7 @@ import time
 import gymnasium as gym
 
 import lora_gym  # noqa: F401 - registers the env ids
-from lora_gym.cli.args import int_at_least
+from lora_gym.core.parsing import int_at_least
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from lora_gym.cli.args import int_at_least, positive_float
+from lora_gym.core.parsing import int_at_least, positive_float
 from lora_gym.core.preferences import default_cost_weight
 from lora_gym.policies import FixedPolicy, Policy, SB3Policy, nearest_pair
 from lora_gym.tasks.loading import MIN_VAL_ROWS
