@@ -25,9 +25,9 @@ SVD_INITS: tuple[str, ...] = ("pissa", "olora")
 """Inits taken from the base weight (PEFT's ``init_lora_weights``); the base becomes a residual."""
 INITS: tuple[str, ...] = RANDOM_INITS + SVD_INITS
 BASE_DTYPES: tuple[str, ...] = ("float32", "int8")
+"""How the frozen base computes outside training (see `lora_gym.engine.quantize`)."""
 DTYPES: tuple[str, ...] = ("float32", "bfloat16", "float16")
 """`EnvConfig.dtype` values: the dtype the frozen base runs in (adapters and head stay fp32)."""
-"""How the frozen base computes outside training (see `lora_gym.engine.quantize`)."""
 ALPHA_POLICIES: tuple[str, ...] = ("fixed", "rslora", "2r")
 AUGMENTATIONS: tuple[str, ...] = ("none", "hidden_noise", "mixup")
 """Training-batch augmentations in hidden-state space (see `lora_gym.engine.augment`)."""

@@ -32,7 +32,14 @@ from lora_gym.core.config import SVD_INITS, EnvConfig
 from lora_gym.engine import families
 from lora_gym.engine import resize as lora
 from lora_gym.engine.model_card import model_card
-from lora_gym.engine.models import HUB_IDS, TINY_MODEL, load_base, portable_name, setting_of
+from lora_gym.engine.models import (
+    HUB_IDS,
+    TINY_MODEL,
+    load_base,
+    portable_name,
+    set_pad_token,
+    setting_of,
+)
 
 
 def _with_head(model: str, num_labels: int, label_names: tuple[str, ...]):
@@ -139,6 +146,5 @@ def load_adapter(path: str | Path):
             model_dir(setting), num_labels=len(labels), local_files_only=True,
             ignore_mismatched_sizes=True,  # a checkpoint's own head: replaced by the adapter's
             id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)})
-        if base.config.pad_token_id is None:  # a decoder: padded as in training
-            base.config.pad_token_id = tokenizer.pad_token_id
+        set_pad_token(base, tokenizer)  # a decoder: padded as in training
     return PeftModel.from_pretrained(base, path).eval(), tokenizer, meta

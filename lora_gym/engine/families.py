@@ -9,12 +9,15 @@ per-layer ranks and scopes, resize, monitoring and export read it):
 * ``targets``: the default LoRA target modules (the attention's query and value projections);
 * ``head``: the modules that make the classification head from the backbone's output. Every
   episode re-initialises them (seeded) and trains them; the last is sized to the task's classes;
-* ``decoder``: pooled at the last non-pad token (a pad token is set if the tokenizer has none).
+* ``fan_in_fan_out``: the projections are GPT-2's ``Conv1D`` (PEFT's flag).
+
+Decoders (GPT-2, Llama, ...) need nothing more: their Hugging Face classifiers pool the last
+non-pad token, and `lora_gym.engine.models` sets a pad token where the tokenizer has none.
 
 The engine runs an encoder of the BERT family through its own fast path (pooled outputs cached,
-the last layer at the [CLS] position only); every family, BERT included, can also run from the
-hidden states entering any layer (`capture`, `forward_from`): the frozen-prefix cache and the
-hidden-state augmentations use that. Add a family by adding a `Family` to `FAMILIES`.
+the last layer at the [CLS] position only); the other families run from the hidden states
+entering any layer (`capture`, `forward_from`) for the frozen-prefix cache and the hidden-state
+augmentations. Add a family by adding a `Family` to `FAMILIES`.
 """
 
 from __future__ import annotations
@@ -43,8 +46,6 @@ class Family:
     """Default LoRA target modules (query and value projections)."""
     head: tuple[str, ...]
     """Head modules, re-initialised and trained every episode; the last outputs the classes."""
-    decoder: bool = False
-    """Causal decoder: pooled at the last non-pad token."""
     fan_in_fan_out: bool = False
     """The projections are GPT-2's ``Conv1D`` (weights stored in x out), PEFT's flag."""
 
@@ -60,7 +61,13 @@ class Family:
 
     def stack(self, net: nn.Module) -> nn.ModuleList:
         """The model's layer stack."""
-        return functools.reduce(getattr, self.layers.split("."), net)
+        return getattr(*_parent(net, self.layers))
+
+
+def _parent(net: nn.Module, path: str) -> tuple[nn.Module, str]:
+    """``(parent module, attribute)`` of the submodule at dotted `path`."""
+    *parents, attr = path.split(".")
+    return functools.reduce(getattr, parents, net), attr
 
 
 FAMILIES: tuple[Family, ...] = (
@@ -73,10 +80,9 @@ FAMILIES: tuple[Family, ...] = (
            ("pooler.dense", "classifier")),
     Family("electra", ("electra",), "electra.encoder.layer", ("query", "value"),
            ("classifier.dense", "classifier.out_proj")),
-    Family("gpt2", ("gpt2",), "transformer.h", ("c_attn",), ("score",), decoder=True,
-           fan_in_fan_out=True),
+    Family("gpt2", ("gpt2",), "transformer.h", ("c_attn",), ("score",), fan_in_fan_out=True),
     Family("llama", ("llama", "qwen2", "mistral"), "model.layers", ("q_proj", "v_proj"),
-           ("score",), decoder=True),
+           ("score",)),
 )
 """The supported families (README: "Model families")."""
 
@@ -104,12 +110,8 @@ def family_of(model_config) -> Family:
 
 def head_modules(net: nn.Module, family: Family) -> list[tuple[nn.Module, str, nn.Module]]:
     """``(parent, attribute, module)`` of every head module, in order."""
-    out = []
-    for path in family.head:
-        *parents, attr = path.split(".")
-        parent = functools.reduce(getattr, parents, net)
-        out.append((parent, attr, getattr(parent, attr)))
-    return out
+    return [(parent, attr, getattr(parent, attr))
+            for parent, attr in (_parent(net, path) for path in family.head)]
 
 
 def reset_head(net: nn.Module, family: Family, num_classes: int, std: float,
@@ -181,8 +183,7 @@ def capture(net: nn.Module, family: Family, input_ids: torch.Tensor,
 @contextlib.contextmanager
 def _layers_from(net: nn.Module, family: Family, layer: int) -> Iterator[nn.Module]:
     """The model with only layers ``layer:`` in its stack; yields the first of them."""
-    *parents, attr = family.layers.split(".")
-    parent = functools.reduce(getattr, parents, net)
+    parent, attr = _parent(net, family.layers)
     stack = getattr(parent, attr)
     if layer:
         setattr(parent, attr, nn.ModuleList(list(stack)[layer:]))

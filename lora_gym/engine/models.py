@@ -48,6 +48,17 @@ def model_dir(model: str) -> Path:
     return path
 
 
+def set_pad_token(net: Any, tokenizer: Any) -> None:
+    """Give a decoder (GPT-2, Llama, ...) a pad token: its end-of-sequence token.
+
+    Its classifier needs one to find the last token before the padding; an encoder has one.
+    """
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if net.config.pad_token_id is None:
+        net.config.pad_token_id = tokenizer.pad_token_id
+
+
 @functools.lru_cache(maxsize=4)
 def load_base(model: str) -> tuple[Any, Any]:
     """Load ``(sequence-classification model, tokenizer)`` once per process; callers copy it.
@@ -77,10 +88,7 @@ def load_base(model: str) -> tuple[Any, Any]:
                 ignore_mismatched_sizes=True)  # a checkpoint's own head of other classes
     finally:
         hf_logging.set_verbosity(verbosity)
-    if tokenizer.pad_token is None:  # decoders (GPT-2, Llama, ...): pad with end-of-sequence
-        tokenizer.pad_token = tokenizer.eos_token
-    if net.config.pad_token_id is None:  # a decoder pools the last token before padding
-        net.config.pad_token_id = tokenizer.pad_token_id
+    set_pad_token(net, tokenizer)
     net.eval()
     for p in net.parameters():
         p.requires_grad_(False)

@@ -125,17 +125,16 @@ class FineTuneSession:
                                  layers_to_transform=self._lora_layer_ids(net),
                                  layers_pattern=pattern,
                                  fan_in_fan_out=self.family.fan_in_fan_out)
+        no_match = (f"`target_modules` {list(config.target_modules)} match no linear module of "
+                    f"model {config.model!r} ({self.family.name} family: its attention's are "
+                    f"{list(self.family.targets)})")
         try:
             self.model = get_peft_model(net, peft_config)
-        except ValueError as err:
-            raise ValueError(f"`target_modules` {list(config.target_modules)} match no module of "
-                             f"model {config.model!r} ({self.family.name} family: its attention's "
-                             f"are {list(self.family.targets)}): {err}") from None
+        except ValueError as err:  # PEFT's own "target modules not found"
+            raise ValueError(f"{no_match}: {err}") from None
         self.net = net  # the injected model itself: forward without the PEFT wrapper
         if not lora.lora_layers(net):
-            raise ValueError(f"`target_modules` {list(config.target_modules)} match no linear "
-                             f"module of model {config.model!r} ({self.family.name} family: "
-                             f"its attention's are {list(self.family.targets)})")
+            raise ValueError(no_match)
         net.to(self.device)
         if self._amp is not None:  # the frozen base in bf16/fp16; adapters and head stay fp32
             for param in net.parameters():
