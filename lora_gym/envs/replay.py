@@ -160,7 +160,6 @@ class LoRATuneReplayEnv(gym.Env[np.ndarray, np.int64]):
         self.pessimism = _check_pessimism(pessimism)
         self.grid = ActionGrid.of(self.config)
         self.action_space = spaces.Discrete(len(self.grid))
-        self._n_actions = len(self.grid)
         spec = with_monitor(self.config.extra_observations) + preference_spec(self.config)
         self.observation_space = spaces.Box(*spec_bounds(spec), dtype=np.float32)
         self.observation_names = spec_names(spec)
