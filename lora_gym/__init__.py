@@ -9,6 +9,9 @@ from gymnasium.envs.registration import register, registry
 __version__ = "0.1.0"
 
 ENV_IDS = ("LoRATune-v0", "LoRATuneReplay-v0", "LoRATunePerLayer-v0", "LoRATuneScope-v0")
+"""The ids that tune a sequence classifier (task sets of ``type: classification``)."""
+LM_ENV_IDS = ("LoRATuneLM-v0",)
+"""The ids that tune a causal language model (task sets of ``type: causal_lm``)."""
 
 if "LoRATune-v0" not in registry:
     register(id="LoRATune-v0", entry_point="lora_gym.envs.lora_tune:LoRATuningEnv")
@@ -18,3 +21,5 @@ if "LoRATunePerLayer-v0" not in registry:
     register(id="LoRATunePerLayer-v0", entry_point="lora_gym.envs.per_layer:LoRAPerLayerEnv")
 if "LoRATuneScope-v0" not in registry:
     register(id="LoRATuneScope-v0", entry_point="lora_gym.envs.scope:LoRAScopeEnv")
+if "LoRATuneLM-v0" not in registry:
+    register(id="LoRATuneLM-v0", entry_point="lora_gym.envs.lm_tune:LoRATuneLMEnv")

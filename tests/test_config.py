@@ -16,8 +16,11 @@ def test_default_yaml_is_the_embedded_default():
 
 @pytest.mark.parametrize("path", CONFIG_FILES, ids=lambda p: p.name)
 def test_every_shipped_config_round_trips(path):
-    config = EnvConfig.from_yaml(path)
-    assert EnvConfig.from_dict(config.to_dict()) == config
+    from lora_gym.core.lm_config import LMConfig
+
+    kind = LMConfig if path.stem == "lm" else EnvConfig  # lm.yaml configures LoRATuneLM-v0
+    config = kind.from_yaml(path)
+    assert kind.from_dict(config.to_dict()) == config
 
 
 def test_overrides_replace_fields():

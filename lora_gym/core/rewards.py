@@ -47,6 +47,13 @@ def delta_f1_minus_cost(prev: Metrics, cur: Metrics, cost: float, config: Any) -
     return {"delta_f1": cur.f1 - prev.f1, "cost": -config.cost_weight * cost}
 
 
+@register_reward("delta_neg_loss_minus_cost")
+def delta_neg_loss_minus_cost(prev: Metrics, cur: Metrics, cost: float, config: Any
+                              ) -> dict[str, float]:
+    """Fall of the validation loss minus λ·cost (`LoRATuneLM-v0`: the response-token loss)."""
+    return {"delta_neg_loss": prev.val_loss - cur.val_loss, "cost": -config.cost_weight * cost}
+
+
 @register_reward("delta_acc")
 def delta_acc(prev: Metrics, cur: Metrics, cost: float, config: Any) -> float:
     """Change of validation accuracy only (compute is free)."""

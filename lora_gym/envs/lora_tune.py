@@ -227,7 +227,8 @@ class LoRATuningEnv(gym.Env[np.ndarray, np.int64]):
         if self._task_set is None:
             from lora_gym.tasks.sets import load_task_set
 
-            self._task_set = load_task_set(self.config.task_set)
+            self._task_set = load_task_set(self.config.task_set).require(
+                "classification", "LoRATune-v0")
         return self._task_set
 
     @property

@@ -181,7 +181,8 @@ class LoRATuneReplayEnv(gym.Env[np.ndarray, np.int64]):
     def _recorded_tasks(self) -> tuple[str, ...]:
         from lora_gym.tasks.sets import load_task_set
 
-        self.task_set = load_task_set(self.config.task_set)
+        self.task_set = load_task_set(self.config.task_set).require(
+            "classification", "LoRATuneReplay-v0")
         split = [t.name for t in self.task_set.tasks(self.config.task_split)]
         self._split_names = tuple(split)
         names = tuple(t for t in split if t in self.index.roots)

@@ -15,7 +15,10 @@ mapping works too::
       - {corpus: news}            # a family without axes: the corpus itself
 
 An entry with ``corpus`` is a `lora_gym.tasks.variants.Family`, expanded in place to its variants
-(named like ``news/k2-n64-s0``); any other entry is a `lora_gym.tasks.loading.TaskSpec`.
+(named like ``news/k2-n64-s0``); an entry with ``type: causal_lm`` is a causal-LM task
+(`lora_gym.tasks.instructions.LMTaskSpec`, for `LoRATuneLM-v0`); any other entry is a
+`lora_gym.tasks.loading.TaskSpec` (``type: classification``, the default). A set holds tasks of one
+type only; the shipped ``lm`` set (`lora_gym/data/lm_tasks.yaml`) is the causal-LM one.
 """
 
 from __future__ import annotations
@@ -31,14 +34,17 @@ from typing import Any
 
 from lora_gym.core.config import load_yaml
 from lora_gym.core.errors import ConfigError
+from lora_gym.tasks.instructions import LMTaskSpec
 from lora_gym.tasks.loading import TaskSpec
 from lora_gym.tasks.variants import Family
 
+TASK_TYPES: tuple[str, ...] = ("classification", "causal_lm")
+"""The task types (an entry's ``type``): sequence classification and causal language modelling."""
 TASK_SPLITS: tuple[str, ...] = ("train", "val", "test")
 """The splits of a task set, in order."""
 SPLITS: tuple[str, ...] = (*TASK_SPLITS, "all")
 """Arguments accepted by :meth:`TaskSet.tasks`."""
-BUILTIN_TASK_SETS: tuple[str, ...] = ("default", "tiny", "legacy-v1")
+BUILTIN_TASK_SETS: tuple[str, ...] = ("default", "tiny", "legacy-v1", "lm")
 """Task sets shipped as ``lora_gym/data/<name>_tasks.yaml``."""
 
 
@@ -67,11 +73,15 @@ class TaskSet:
         for split in TASK_SPLITS:
             specs = tuple(getattr(self, split))
             object.__setattr__(self, split, specs)
-            bad = [s for s in specs if not isinstance(s, TaskSpec)]
+            bad = [s for s in specs if not isinstance(s, TaskSpec | LMTaskSpec)]
             if bad:
                 raise ConfigError(f"task set {self.name!r}: `{split}` holds non-TaskSpecs {bad!r}")
         if not self.train:
             raise ConfigError(f"task set {self.name!r}: `train` must hold at least one task")
+        kinds = {_task_type(s) for s in self.tasks("all")}
+        if len(kinds) > 1:
+            raise ConfigError(f"task set {self.name!r} mixes task types {sorted(kinds)}; a set "
+                              "holds one type (an env tunes one kind of model)")
         counts = Counter(s.name for s in self.tasks("all"))
         dups = sorted(n for n, c in counts.items() if c > 1)
         if dups:
@@ -79,6 +89,19 @@ class TaskSet:
                 f"task set {self.name!r}: task name(s) {dups} occur more than once; "
                 "names must be unique across train, val and test"
             )
+
+    @property
+    def task_type(self) -> str:
+        """``"classification"`` or ``"causal_lm"`` (`TASK_TYPES`)."""
+        return _task_type(self.train[0])
+
+    def require(self, task_type: str, env_id: str) -> TaskSet:
+        """This set if its tasks are of `task_type`, else a `ConfigError` naming the right env."""
+        if self.task_type != task_type:
+            other = "LoRATuneLM-v0" if self.task_type == "causal_lm" else "LoRATune-v0"
+            raise ConfigError(f"task set {self.name!r} holds {self.task_type} tasks, which "
+                              f"{env_id} cannot tune; use {other} (or a {task_type} task set)")
+        return self
 
     def tasks(self, split: str = "all") -> tuple[TaskSpec, ...]:
         """Return the tasks of ``split``: one of :data:`SPLITS` (``"all"``: train, val, test).
@@ -167,9 +190,16 @@ def _specs(d: Mapping[str, Any], key: str, corpora: dict[str, TaskSpec]) -> list
         try:
             if isinstance(entry, TaskSpec):
                 out.append(entry)
+            elif isinstance(entry, Mapping) and entry.get("type", TASK_TYPES[0]) not in TASK_TYPES:
+                raise ConfigError(f"`type` must be one of {list(TASK_TYPES)}, got "
+                                  f"{entry['type']!r}")
+            elif isinstance(entry, Mapping) and entry.get("type") == "causal_lm":
+                out.append(LMTaskSpec.from_dict(entry))
             elif isinstance(entry, Mapping) and "corpus" in entry and key != "corpora":
                 out.extend(_expand(Family.from_dict(entry), corpora))
             else:
+                if isinstance(entry, Mapping):
+                    entry = {k: v for k, v in entry.items() if k != "type"}
                 out.append(TaskSpec.from_dict(entry))
         except ConfigError as err:
             raise ConfigError(f"task set {d['name']!r}, {key}[{i}]: {err}") from err
@@ -184,9 +214,14 @@ def _expand(family: Family, corpora: dict[str, TaskSpec]) -> list[TaskSpec]:
     return [dataclasses.replace(base, name=v.name, variant=v) for v in family.variants()]
 
 
+def _task_type(spec: TaskSpec | LMTaskSpec) -> str:
+    return "causal_lm" if isinstance(spec, LMTaskSpec) else "classification"
+
+
 def _resolve_path(entry: object, base: Path) -> object:
-    """Make the relative `path` of a file/disk task entry relative to ``base``."""
-    if (isinstance(entry, Mapping) and entry.get("source") in ("file", "disk")
+    """Make the relative `path` of a file/disk/instruction task entry relative to ``base``."""
+    if (isinstance(entry, Mapping)
+            and entry.get("source") in ("file", "disk", "instructions", "conversations")
             and isinstance(entry.get("path"), str) and not Path(entry["path"]).is_absolute()):
         return {**entry, "path": str(base / entry["path"])}
     return entry
@@ -196,8 +231,9 @@ def load_task_set(ref: str | os.PathLike[str] | Mapping[str, Any] | TaskSet) -> 
     """Resolve a task set from a built-in name, a YAML path, a mapping, or a TaskSet.
 
     Args:
-        ref: ``"default"``, ``"tiny"`` or ``"legacy-v1"`` (see :data:`BUILTIN_TASK_SETS`), a YAML
-            file, a mapping for :meth:`TaskSet.from_dict`, or a TaskSet (returned as is).
+        ref: a built-in name (:data:`BUILTIN_TASK_SETS`: ``"default"``, ``"tiny"``,
+            ``"legacy-v1"``, ``"lm"``), a YAML file, a mapping for :meth:`TaskSet.from_dict`,
+            or a TaskSet (returned as is).
 
     Returns:
         The task set.

@@ -114,6 +114,11 @@ def _distribution_path(spec: SourceSpec, dist: str, rel: str) -> Path:
     return path
 
 
+def chatterbot_dir(spec: SourceSpec) -> Path:
+    """The folder of chatterbot-corpus's English topic files (``<topic>.yml``)."""
+    return _distribution_path(spec, "chatterbot-corpus", "chatterbot_corpus/data/english")
+
+
 def _from_pandas(frame: pd.DataFrame) -> datasets.Dataset:
     import datasets
 
@@ -250,7 +255,7 @@ def read_chatterbot(spec: SourceSpec) -> RawData:
     import datasets
     import yaml
 
-    root = _distribution_path(spec, "chatterbot-corpus", "chatterbot_corpus/data/english")
+    root = chatterbot_dir(spec)
     topics = spec.labels if spec.labels is not None else CHATTERBOT_TOPICS
     available = sorted(p.stem for p in root.glob("*.yml"))
     missing = [t for t in topics if t not in available]
