@@ -58,3 +58,56 @@ def test_int8_config():
         CONFIG.replace(base_dtype="fp16")
     with pytest.raises(ConfigError, match="`base_dtype` int8 needs an init that leaves the base"):
         CONFIG.replace(base_dtype="int8", init="pissa")
+
+
+# -- INT8 LoRA increments (seed 003's QuantizedLoRA, `lora_dtype: int8`) --------------------------
+def test_int8_round_trip_is_within_half_a_scale():
+    from lora_gym.engine.quantize import dequantize_tensor, quantize_tensor
+
+    w = torch.randn(16, 64, generator=torch.Generator().manual_seed(0)) * 0.05
+    q, scale = quantize_tensor(w)
+    assert q.dtype == torch.int8 and scale == pytest.approx(float(w.abs().max()) / 127)
+    assert float((dequantize_tensor(q, scale) - w).abs().max()) <= scale / 2 + 1e-9
+    zeros, zero_scale = quantize_tensor(torch.zeros(3, 4))  # a fresh B
+    assert zero_scale == 0.0 and not zeros.any()
+
+
+def test_int8_lora_evaluates_quantised_and_trains_fp32(tmp_path):
+    import gymnasium as gym
+    from safetensors.torch import load_file
+
+    import lora_gym  # noqa: F401
+    from lora_gym.engine.export import INT8_FILE, load_adapter
+    from lora_gym.engine.quantize import int8_lora
+
+    env = gym.make("LoRATune-v0", config=TINY, lora_dtype="int8", steps_per_action=5)
+    env.reset(seed=0, options={"task": "synth-a"})
+    env.step(env.unwrapped.grid.encode(4, 1.0e-2))
+    s = env.unwrapped.session
+    a = next(iter(s.adapter.layers.values())).lora_A["default"].weight
+    before = a.detach().clone()
+    int8_out = s._val_outputs(True, None, s.val_split)
+    assert torch.equal(a, before)  # the fp32 weights are back after evaluation
+    int8_config, s.config = s.config, s.config.replace(lora_dtype="float32")
+    fp32_out = s._val_outputs(True, None, s.val_split)
+    s.config = int8_config
+    assert 0 < float((int8_out - fp32_out).abs().max()) < 1e-3  # quantised: changed, a little
+    path = env.unwrapped.save_adapter(tmp_path / "adapter")
+    tensors = load_file(str(path / INT8_FILE))
+    assert all(t.dtype in (torch.int8, torch.float32) for t in tensors.values())
+    model, tokenizer, meta = load_adapter(path)
+    assert meta["lora_dtype"] == "int8"
+    texts = list(s.task.val_texts[:8])
+    batch = tokenizer(texts, padding=True, truncation=True, max_length=32, return_tensors="pt")
+    with torch.inference_mode(), int8_lora(s.adapter.layers):
+        expected = s.logits(batch["input_ids"], batch["attention_mask"])
+    with torch.inference_mode():
+        got = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
+
+
+def test_lora_dtype_is_validated_and_keys_tables():
+    with pytest.raises(ConfigError, match=r"`lora_dtype` must be one of \['float32', 'int8'\]"):
+        EnvConfig(lora_dtype="int4")
+    assert config_hash(CONFIG) != config_hash(CONFIG.replace(lora_dtype="int8"))
+    assert config_hash(CONFIG) == config_hash(CONFIG.replace(lora_dtype="float32"))

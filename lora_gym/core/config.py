@@ -26,6 +26,8 @@ SVD_INITS: tuple[str, ...] = ("pissa", "olora")
 INITS: tuple[str, ...] = RANDOM_INITS + SVD_INITS
 BASE_DTYPES: tuple[str, ...] = ("float32", "int8")
 """How the frozen base computes outside training (see `lora_gym.engine.quantize`)."""
+LORA_DTYPES: tuple[str, ...] = ("float32", "int8")
+"""How LoRA's A and B are evaluated and exported (`lora_gym.engine.quantize.int8_lora`)."""
 DTYPES: tuple[str, ...] = ("float32", "bfloat16", "float16")
 """`EnvConfig.dtype` values: the dtype the frozen base runs in (adapters and head stay fp32)."""
 ALPHA_POLICIES: tuple[str, ...] = ("fixed", "rslora", "2r")
@@ -192,6 +194,9 @@ class EnvConfig(YamlConfig):
     """``int8`` quantises the frozen Linear layers (PyTorch dynamic quantisation, CPU) for the
     frozen-prefix computation and evaluation; training runs them in fp32 (seed 003). Not with
     the base-rewriting inits ``pissa`` / ``olora``."""
+    lora_dtype: str = "float32"
+    """``int8`` (seed 003's INT8 LoRA increments): A and B are evaluated and exported quantised per
+    tensor with a dynamic scale (`lora_gym.engine.quantize.int8_lora`); training stays fp32."""
     device: str = "cpu"
     """Where the model runs: ``cpu``, ``cuda``, ``cuda:N``, or ``auto`` (CUDA when available,
     else the CPU). Tensors cross to the CPU only for metrics and the store. Default ``cpu``: a
@@ -246,6 +251,7 @@ class EnvConfig(YamlConfig):
         _check_choice("init", self.init, INITS)
         _check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
         _check_choice("base_dtype", self.base_dtype, BASE_DTYPES)
+        _check_choice("lora_dtype", self.lora_dtype, LORA_DTYPES)
         if self.base_dtype == "int8" and self.init in SVD_INITS:
             raise ConfigError(f"`base_dtype` int8 needs an init that leaves the base weights "
                               f"alone, not `init` {self.init!r} (one of {list(SVD_INITS)})")

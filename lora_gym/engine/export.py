@@ -3,7 +3,8 @@
 The folder is what ``PeftModel.save_pretrained`` writes (``adapter_config.json`` +
 ``adapter_model.safetensors``), with the task's classification head saved through PEFT's
 ``modules_to_save`` and per-layer ranks and alphas through ``rank_pattern`` / ``alpha_pattern``
-(``use_rslora`` for ``alpha_policy: rslora``), plus ``lora_gym.json`` (task,
+(``use_rslora`` for ``alpha_policy: rslora``; with ``lora_dtype: int8`` the int8 round trip of A
+and B, which evaluation ran, plus the int8 tensors in `INT8_FILE`), plus ``lora_gym.json`` (task,
 label names, base model, max length), ``config.json`` (the base model's config with the task's
 ``id2label`` / ``label2id``) and a filled model card ``README.md`` (`lora_gym.engine.model_card`:
 task, labels, validation metrics, tuning trajectory, loading code). ``base_model_name_or_path``
@@ -19,6 +20,7 @@ on the original base (see `_factors`), so the folder loads on the unmodified mod
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 from collections.abc import Mapping, Sequence
@@ -40,6 +42,7 @@ from lora_gym.engine.models import (
     set_pad_token,
     setting_of,
 )
+from lora_gym.engine.quantize import int8_lora, quantize_tensor
 
 
 def _with_head(model: str, num_labels: int, label_names: tuple[str, ...]):
@@ -103,7 +106,11 @@ def export_adapter(net: nn.Module, config: EnvConfig, task, path: str | Path,
     layers = {name: m for name, m in net.named_modules() if m in lora.lora_layers(net)}
     fresh = _with_head(config.model, task.num_classes, task.label_names)
     originals = {name: m.weight for name, m in fresh.named_modules() if name in layers}
-    factors = {name: _factors(layer, originals[name], config) for name, layer in layers.items()}
+    int8 = config.lora_dtype == "int8"
+    with int8_lora(layers) if int8 else contextlib.nullcontext():  # what evaluation ran
+        factors = {name: tuple(x.detach().clone() if torch.is_tensor(x) else x
+                               for x in _factors(layer, originals[name], config))
+                   for name, layer in layers.items()}
     family = families.family_of(fresh.config)
     peft_model = get_peft_model(fresh, _lora_config(factors, config, family))
     base = portable_name(config.model)  # get_peft_model set the local path: name it portably
@@ -119,11 +126,31 @@ def export_adapter(net: nn.Module, config: EnvConfig, task, path: str | Path,
     fresh.config.save_pretrained(path)  # config.json: id2label / label2id of the task
     meta = {"model": config.model, "task": task.name, "label_names": list(task.label_names),
             "max_length": config.max_length, "init": config.init,
-            "alpha_policy": config.alpha_policy}
+            "alpha_policy": config.alpha_policy, "lora_dtype": config.lora_dtype}
+    if int8:
+        meta["int8_file"] = _save_int8(factors, path / INT8_FILE)
     (path / "lora_gym.json").write_text(json.dumps(meta, indent=1))
     card = model_card(meta, base, history, hub_base=config.model in HUB_IDS)
     (path / "README.md").write_text(card)  # replaces PEFT's empty template
     return path
+
+
+INT8_FILE = "adapter_model.int8.safetensors"
+"""With ``lora_dtype: int8``: every A and B as int8 plus its scale (``<layer>.lora_A`` and
+``<layer>.lora_A.scale``), next to PEFT's fp32 file holding their exact round trip."""
+
+
+def _save_int8(factors: dict[str, tuple], path: Path) -> str:
+    from safetensors.torch import save_file
+
+    tensors = {}
+    for name, (a, b, _) in factors.items():
+        for part, w in (("lora_A", a), ("lora_B", b)):
+            q, scale = quantize_tensor(w)
+            tensors[f"{name}.{part}"] = q.contiguous()
+            tensors[f"{name}.{part}.scale"] = torch.tensor([scale], dtype=torch.float32)
+    save_file(tensors, str(path))
+    return path.name
 
 
 def load_adapter(path: str | Path):

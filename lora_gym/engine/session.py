@@ -61,7 +61,7 @@ from lora_gym.engine.augment import augment
 from lora_gym.engine.encoding import EncodedSplit, collate, encode, encode_task, task_fingerprint
 from lora_gym.engine.models import load_base
 from lora_gym.engine.monitor import GradientNorms, lora_stats
-from lora_gym.engine.quantize import int8_base, quantize_frozen_linears
+from lora_gym.engine.quantize import int8_base, int8_lora, quantize_frozen_linears
 
 if TYPE_CHECKING:
     from lora_gym.tasks.loading import TaskData
@@ -413,7 +413,9 @@ class FineTuneSession:
         """Pooled features (or logits) of every example of `split`, in example order."""
         order = np.argsort(split.lengths, kind="stable")  # similar lengths together
         parts = []
-        with int8_base(self.net, self._int8), self._autocast():  # int8: quantised frozen layers
+        lora_int8 = int8_lora(self.adapter.layers) if self.config.lora_dtype == "int8" else \
+            contextlib.nullcontext()
+        with int8_base(self.net, self._int8), lora_int8, self._autocast():  # int8: quantised
             for start in range(0, len(order), self.config.eval_batch_size):
                 idx = order[start:start + self.config.eval_batch_size]
                 parts.append(self._split_outputs(states, split, idx, pooled)[0])

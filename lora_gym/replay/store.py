@@ -65,7 +65,7 @@ LEGACY_DEFAULTS: dict[str, Any] = {
     "scopes": ["top-1", "top-2", "all"], "lr_schedule": "constant", "lr_warmup": 0.1,
     "extra_observations": [], "base_dtype": "float32", "steps_choices": [],
     "augmentation": "none", "augmentation_strength": 0.2, "augmentation_choices": [],
-    "device": "cpu", "dtype": "float32",
+    "device": "cpu", "dtype": "float32", "lora_dtype": "float32",
 }
 """Fields added after tables were recorded, with the value every older row was computed with:
 left out of `config_hash` while they equal it, so existing tables keep their hashes (frozen
