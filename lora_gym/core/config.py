@@ -78,12 +78,44 @@ class YamlConfig:
                 value = list(value)
             elif isinstance(value, Mapping):
                 value = dict(value)
+            elif isinstance(value, YamlConfig):  # a composed config: its own mapping
+                value = value.to_dict()
             out[f.name] = value
         return out
 
     def replace(self, **changes: Any) -> Self:
         """A copy with some fields changed (validated like any other config)."""
         return type(self).from_dict({**dataclasses.asdict(self), **changes})
+
+
+@dataclass(frozen=True)
+class PerLayerConfig(YamlConfig):
+    """`LoRATunePerLayer-v0`'s settings, composed into `EnvConfig.per_layer` (PEFT-style)."""
+
+    layer_groups: int = 2
+    """The LoRA layers, in depth order, form this many contiguous groups of near-equal size, each
+    with its own rank (at most the number of layers carrying LoRA)."""
+
+    def __post_init__(self) -> None:
+        _check_types(self)
+        if self.layer_groups < 1:
+            raise ConfigError(f"`layer_groups` must be >= 1, got {self.layer_groups!r}")
+
+
+@dataclass(frozen=True)
+class ScopeConfig(YamlConfig):
+    """`LoRATuneScope-v0`'s settings, composed into `EnvConfig.scope`."""
+
+    scopes: tuple[str, ...] = ("top-1", "top-2", "all")
+    """Trainable scopes the agent chooses from (episodes start in the first): ``<layers>`` or
+    ``<layers>:<module>+<module>...``; layers ``all`` (every layer carrying LoRA) or ``top-<k>``
+    (k at most the k of `EnvConfig.lora_layers`), modules among `EnvConfig.target_modules`
+    (default: all of them); checked against those by `EnvConfig.parse_scope`."""
+
+    def __post_init__(self) -> None:
+        _check_types(self)
+        if not self.scopes:
+            raise ConfigError("`scopes` must name at least one scope, got ()")
 
 
 @dataclass(frozen=True)
@@ -140,14 +172,11 @@ class EnvConfig(YamlConfig):
     weight, which becomes the residual W - s·B·A, so the model's output is unchanged; the base
     weights are restored at every reset, and growing the rank moves the residual's next
     directions into the adapter)."""
-    layer_groups: int = 2
-    """`LoRATunePerLayer-v0`: the LoRA layers, in depth order, form this many contiguous groups of
-    near-equal size, each with its own rank (at most the number of layers carrying LoRA)."""
-    scopes: tuple[str, ...] = ("top-1", "top-2", "all")
-    """`LoRATuneScope-v0`: trainable scopes the agent chooses from (episodes start in the first):
-    ``<layers>`` or ``<layers>:<module>+<module>...``; layers ``all`` (every layer carrying LoRA)
-    or ``top-<k>`` (k at most the k of `lora_layers`), modules among `target_modules` (default:
-    all of them)."""
+    per_layer: PerLayerConfig = field(default_factory=lambda: PerLayerConfig())
+    """`LoRATunePerLayer-v0`'s own settings (`PerLayerConfig`; the flat key ``layer_groups`` of
+    older configs still loads into it)."""
+    scope: ScopeConfig = field(default_factory=lambda: ScopeConfig())
+    """`LoRATuneScope-v0`'s own settings (`ScopeConfig`; the flat key ``scopes`` still loads)."""
     weight_decay: float = 0.0
     """AdamW weight decay."""
     augmentation: str = "none"
@@ -265,12 +294,32 @@ class EnvConfig(YamlConfig):
                               f"{list(self.extra_observations)}")
         if not 0.0 <= self.lr_warmup < 1.0:
             raise ConfigError(f"`lr_warmup` must be in [0, 1), got {self.lr_warmup!r}")
-        if self.layer_groups < 1:
-            raise ConfigError(f"`layer_groups` must be >= 1, got {self.layer_groups!r}")
-        if not self.scopes:
-            raise ConfigError("`scopes` must name at least one scope, got ()")
-        for scope in self.scopes:
+        for scope in self.scope.scopes:
             self.parse_scope(scope)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> EnvConfig:
+        """Build a config from a mapping; unknown keys raise `ConfigError`.
+
+        The variants' settings come as nested mappings (``per_layer: {layer_groups: 2}``) or as
+        the flat keys of older configs (``layer_groups: 2``), which win over the nested ones.
+        """
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"config must be a mapping, got {type(data).__name__}")
+        data = dict(data)
+        for name, kind in VARIANT_CONFIGS.items():
+            nested = data.get(name, {})
+            if isinstance(nested, kind):
+                nested = dataclasses.asdict(nested)
+            if not isinstance(nested, Mapping):
+                raise ConfigError(f"`{name}` must be a mapping with keys "
+                                  f"{[f.name for f in fields(kind)]}, got {nested!r}")
+            flat = {f.name: data.pop(f.name) for f in fields(kind) if f.name in data}
+            try:
+                data[name] = kind.from_dict({**nested, **flat})
+            except ConfigError as err:
+                raise ConfigError(f"`{name}`: {err}") from None
+        return super().from_dict(data)
 
     def device_name(self, cuda_available: bool) -> str:
         """`device` resolved (``auto``: ``cuda`` when `cuda_available`, else ``cpu``).
@@ -292,7 +341,7 @@ class EnvConfig(YamlConfig):
         return k
 
     def parse_scope(self, scope: str) -> tuple[int | None, tuple[str, ...]]:
-        """``(k, modules)`` of a `scopes` entry: k of ``top-<k>`` (``None``: every LoRA layer).
+        """``(k, modules)`` of a ``scope.scopes`` entry: k of ``top-<k>`` (``None``: every layer).
 
         Raises:
             ConfigError: the entry is malformed or names a module outside `target_modules`.
@@ -305,6 +354,10 @@ class EnvConfig(YamlConfig):
                               f"with layers {_LORA_LAYERS_HELP} and modules among "
                               f"{list(self.target_modules)}, got {scope!r}")
         return k, names
+
+
+VARIANT_CONFIGS: dict[str, type[YamlConfig]] = {"per_layer": PerLayerConfig, "scope": ScopeConfig}
+"""`EnvConfig` fields that hold a variant env's own config, by field name."""
 
 
 def check_device(device: str, dtype: str) -> None:
