@@ -240,20 +240,8 @@ class EnvConfig(YamlConfig):
     """Free-form settings passed to custom reward functions (e.g. their own weights)."""
 
     def __post_init__(self) -> None:
-        _check_types(self)
-        _check_choice("task_split", self.task_split, ("train", "val", "test", "all"))
-        _check_increasing("ranks", self.ranks, positive=True)
-        _check_increasing("learning_rates", self.learning_rates, positive=True)
-        for name in ("episode_length", "steps_per_action", "batch_size", "max_length",
-                     "eval_batch_size"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"`{name}` must be >= 1, got {getattr(self, name)!r}")
-        _check_cost_weight(self.cost_weight)
-        for name in ("lora_alpha", "divergence_penalty", "weight_decay",
-                     "max_grad_norm", "torch_threads"):
-            value = getattr(self, name)
-            if value < 0 or not math.isfinite(value):
-                raise ConfigError(f"`{name}` must be a finite number >= 0, got {value!r}")
+        check_common(self, ("episode_length", "steps_per_action", "batch_size", "max_length",
+                            "eval_batch_size"))
         if self.steps_choices:
             _check_increasing("steps_choices", self.steps_choices, positive=True)
             if self.steps_per_action not in self.steps_choices:
@@ -284,7 +272,6 @@ class EnvConfig(YamlConfig):
         if self.base_dtype == "int8" and self.init in SVD_INITS:
             raise ConfigError(f"`base_dtype` int8 needs an init that leaves the base weights "
                               f"alone, not `init` {self.init!r} (one of {list(SVD_INITS)})")
-        check_device(self.device, self.dtype)
         if self.dtype != "float32" and self.base_dtype == "int8":
             raise ConfigError("`base_dtype` int8 (a CPU quantisation) needs `dtype` float32")
         for name in self.extra_observations:
@@ -360,6 +347,27 @@ VARIANT_CONFIGS: dict[str, type[YamlConfig]] = {"per_layer": PerLayerConfig, "sc
 """`EnvConfig` fields that hold a variant env's own config, by field name."""
 
 
+def check_common(config: Any, sizes: tuple[str, ...]) -> None:
+    """The checks every env config shares: field types, split, grid, sizes, λ, non-negatives.
+
+    `sizes` names the integer fields that must be >= 1.
+    """
+    _check_types(config)
+    _check_choice("task_split", config.task_split, ("train", "val", "test", "all"))
+    _check_increasing("ranks", config.ranks, positive=True)
+    _check_increasing("learning_rates", config.learning_rates, positive=True)
+    for name in sizes:
+        if getattr(config, name) < 1:
+            raise ConfigError(f"`{name}` must be >= 1, got {getattr(config, name)!r}")
+    _check_cost_weight(config.cost_weight)
+    for name in ("lora_alpha", "divergence_penalty", "weight_decay", "max_grad_norm",
+                 "torch_threads"):
+        value = getattr(config, name)
+        if value < 0 or not math.isfinite(value):
+            raise ConfigError(f"`{name}` must be a finite number >= 0, got {value!r}")
+    check_device(config.device, config.dtype)
+
+
 def check_device(device: str, dtype: str) -> None:
     """Validate a config's ``device`` and ``dtype`` fields (`ConfigError` naming the bad one)."""
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
@@ -417,23 +425,33 @@ def resolve_config(config: str | Path | Mapping | EnvConfig | None = None, **ove
             mapping, an `EnvConfig`, or ``None`` for the embedded default.
         **overrides: fields that replace the config's values.
     """
+    return resolve_as(EnvConfig, config, overrides)
+
+
+def resolve_as(kind: type[YamlConfig], config: Any, overrides: Mapping[str, Any]) -> Any:
+    """`config` as a `kind` (see `resolve_config`), with `overrides` applied.
+
+    `config` is a YAML path, a shipped config's name, a mapping, a `kind`, or ``None`` (the
+    defaults of `kind`).
+    """
     if config is None:
-        base = EnvConfig()
-    elif isinstance(config, EnvConfig):
+        base = kind()
+    elif isinstance(config, kind):
         base = config
     elif isinstance(config, Mapping):
-        base = EnvConfig.from_dict(config)
+        base = kind.from_dict(config)
     elif isinstance(config, str) and is_config_name(config):
         from lora_gym.core.paths import shipped_config
 
         try:
-            base = EnvConfig.from_yaml(shipped_config(config))
+            base = kind.from_yaml(shipped_config(config))
         except ValueError as err:
             raise ConfigError(f"`config`: {err}") from None
     elif isinstance(config, str | Path):
-        base = EnvConfig.from_yaml(config)
+        base = kind.from_yaml(config)
     else:
-        raise ConfigError(f"`config` must be a YAML path, a dict or an EnvConfig, got {config!r}")
+        raise ConfigError(f"`config` must be a YAML path, a dict or an {kind.__name__}, got "
+                          f"{config!r}")
     return base.replace(**overrides) if overrides else base
 
 
