@@ -7,7 +7,7 @@
    the *final* model: on the val split final models matched or beat the ``best_model.zip`` that
    20-episode evaluations pick (``benchmarks/agent_selection.py``), so nothing here is chosen on
    the test split.
-2. Score PPO against the baselines (`lora_gym_agents.compare`) on the held-out test tasks of
+2. Score PPO against the baselines (`lora_gym.cli.compare`) on the held-out test tasks of
    the replay env: return, final accuracy, cost and segments used with bootstrap CIs, and the paired
    differences PPO - best-static and PPO - patience (steps off the table come from the
    surrogate; ``info["source"]`` counts them).
@@ -26,8 +26,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from lora_gym_agents import compare, train
+from lora_gym_agents import train
 
+from lora_gym.cli import compare
 from lora_gym.core.actions import ActionGrid
 from lora_gym.core.config import resolve_config
 from lora_gym.core.parsing import int_at_least
