@@ -26,10 +26,9 @@ from pathlib import Path
 import yaml
 from lora_gym_agents.algos import ALGOS, check_action_space
 from lora_gym_agents.curriculum import CurriculumCallback, CurriculumEnv, load_curriculum
-from lora_gym_agents.zoo_args import StoreDict
 
 import lora_gym  # noqa: F401 - registers the env ids
-from lora_gym.core.parsing import int_at_least
+from lora_gym.core.parsing import StoreDict, int_at_least
 from lora_gym.core.paths import configs_dir
 
 SPECIAL_KEYS = ("n_timesteps", "policy", "n_envs", "normalize")

@@ -31,12 +31,11 @@ import json
 from pathlib import Path
 
 import gymnasium as gym
-from lora_gym_agents import report
 from lora_gym_agents.improve import init_store
 
 import lora_gym  # noqa: F401
 from lora_gym.core.config import resolve_config
-from lora_gym.policies import PolicyContext, SB3Policy, make_policies
+from lora_gym.policies import PolicyContext, SB3Policy, make_policies, report
 from lora_gym.policies.evaluate import evaluate
 from lora_gym.policies.runner import run_episode
 from lora_gym.policies.search import train_grid

@@ -20,7 +20,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from lora_gym_agents import compare
+
+from lora_gym.cli import compare
 
 ROOT = Path(__file__).resolve().parent.parent
 CANDIDATES: dict[str, dict[str, list[str]]] = {

@@ -3,11 +3,11 @@
 import gymnasium as gym
 import numpy as np
 import pytest
-from lora_gym_agents import report
 
 import lora_gym  # noqa: F401
 from lora_gym import policies as baselines
 from lora_gym.core.observation import OBSERVATION_NAMES
+from lora_gym.policies import report
 from lora_gym.policies.evaluate import evaluate
 from lora_gym.policies.runner import run_episode
 from tests.conftest import TINY
@@ -126,8 +126,8 @@ def test_policies_built_on_best_static_get_its_action_in_any_order(methods):
     import argparse
 
     import gymnasium as gym
-    from lora_gym_agents import compare
 
+    from lora_gym.cli import compare
     from lora_gym.envs.grid_actions import grid_actions
     from tests.conftest import TINY
 

@@ -7,10 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from lora_gym_agents import compare, demo
 from lora_gym_agents import train as train_agent
 
-from lora_gym.cli import live_demo, recommend, record, sim2real
+from lora_gym.cli import compare, demo, live_demo, recommend, record, sim2real
 
 ROOT = Path(__file__).parents[1]
 from tests.conftest import TINY  # noqa: E402

@@ -225,7 +225,10 @@ def test_new_ids_make_their_env_class(env_id, env_class):
      ({"layer_groups": 0}, r"`layer_groups` must be >= 1, got 0"),
      ({"scopes": ["all:key"]}, r"`scopes` entries must be .* modules among \['query', 'value'\]"),
      ({"scopes": ["bottom-1"]}, r"got 'bottom-1'"),
-     ({"scopes": []}, r"`scopes` must name at least one scope")])
+     ({"scopes": []}, r"`scopes` must name at least one scope"),
+     ({"per_layer": {"layer_groups": 0}}, r"`per_layer`: `layer_groups` must be >= 1, got 0"),
+     ({"per_layer": {"groups": 2}}, r"`per_layer`: unknown config key\(s\) \['groups'\]"),
+     ({"scope": ["all"]}, r"`scope` must be a mapping with keys \['scopes'\]")])
 def test_bad_new_fields_name_the_field(changes, match):
     with pytest.raises(ConfigError, match=match):
         EnvConfig.from_dict({**EnvConfig().to_dict(), **changes})
@@ -234,6 +237,21 @@ def test_bad_new_fields_name_the_field(changes, match):
 def test_svd_init_rank_beyond_the_layer_is_a_clear_error():
     with pytest.raises(ValueError, match=r"`init` 'pissa' needs rank <= min\(in, out\) = 32"):
         started(TINY.replace(init="pissa", ranks=[64]))
+
+
+def test_variant_settings_are_composed_configs_and_old_keys_still_load():
+    from lora_gym.core.config import PerLayerConfig, ScopeConfig
+    from lora_gym.replay.store import config_hash
+
+    nested = EnvConfig.from_dict({"per_layer": {"layer_groups": 3}, "scope": {"scopes": ["all"]}})
+    flat = EnvConfig.from_dict({"layer_groups": 3, "scopes": ["all"]})  # a config of before
+    assert nested == flat and nested.per_layer == PerLayerConfig(layer_groups=3)
+    assert nested.scope == ScopeConfig(scopes=("all",))
+    assert nested.to_dict()["per_layer"] == {"layer_groups": 3}
+    assert EnvConfig.from_dict(nested.to_dict()) == nested
+    assert nested.replace(layer_groups=2).per_layer.layer_groups == 2  # flat keywords too
+    assert outcome_config(nested)["layer_groups"] == 3 and "per_layer" not in outcome_config(nested)
+    assert config_hash(EnvConfig()) == "4f2bb39fed94949c"  # the shipped default table's key
 
 
 def test_new_fields_at_their_defaults_keep_the_config_hash():

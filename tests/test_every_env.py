@@ -10,11 +10,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from lora_gym_agents import compare
 from lora_gym_agents import train as train_agent
 
 import lora_gym
-from lora_gym.cli import recommend, sim2real
+from lora_gym.cli import compare, recommend, sim2real
 from tests.conftest import ROOT, TINY
 
 VARIANTS = ("LoRATunePerLayer-v0", "LoRATuneScope-v0")

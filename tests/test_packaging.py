@@ -50,7 +50,7 @@ def test_wheel_ships_the_bundled_corpora(tmp_path):
     assert "lora_gym/data/legacy-v1_tasks.yaml" in names
     assert {"lora_gym/data/corpora/README.md", "lora_gym/data/default_tasks.yaml"} <= names
     # agents/ installs under a name of its own; a generic top-level `agents` would clash
-    assert "lora_gym_agents/compare.py" in names and not any(n.startswith("agents/") for n in names)
+    assert "lora_gym_agents/train.py" in names and not any(n.startswith("agents/") for n in names)
     for sub in ("cli", "core", "engine", "envs", "replay", "tasks"):  # the explicit package list
         assert f"lora_gym/{sub}/__init__.py" in names
     assert any(n.startswith("lora_gym/tables/default") for n in names)

@@ -103,7 +103,7 @@ def test_recorded_rows_hold_no_lambda(tmp_path):
 
 
 def test_compare_per_lambda_writes_each_and_a_pareto_plot(tmp_path):
-    from lora_gym_agents import compare
+    from lora_gym.cli import compare
 
     out = tmp_path / "cmp"
     summaries = compare.main(["--env", "LoRATuneReplay-v0", "--env-kwargs", "config:tiny",

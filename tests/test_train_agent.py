@@ -99,8 +99,7 @@ def test_main_job_on_tiny_table(tmp_path):
 
 
 def test_live_check_separates_consistency_from_sim_to_real():
-    from lora_gym_agents.demo import live_check_summary
-
+    from lora_gym.cli.demo import live_check_summary
     from lora_gym.policies.sim2real import EpisodePair, format_summary, summarise
 
     held = [EpisodePair("ppo", "t", s, 0.1 * s, 0.1 * s, 0.5, 0.5, 1.0) for s in range(3)]

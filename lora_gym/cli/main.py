@@ -13,10 +13,10 @@ import importlib
 import sys
 
 COMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("lora_gym_agents.demo", "the main job: PPO on the table, compared, checked live"),
+    "demo": ("lora_gym.cli.demo", "the main job: PPO on the table, compared, checked live"),
     "train": ("lora_gym_agents.train", "train an SB3 agent (rl-baselines3-zoo's train.py flags)"),
     "improve": ("lora_gym_agents.improve", "train on replay, run live and record, refit, retrain"),
-    "compare": ("lora_gym_agents.compare", "score baselines and trained agents on the test tasks"),
+    "compare": ("lora_gym.cli.compare", "score baselines and trained agents on the test tasks"),
     "record": ("lora_gym.cli.record", "record live episodes of policies into a store"),
     "sim2real": ("lora_gym.cli.sim2real", "a policy's episodes on the replay vs the live env"),
     "pack": ("lora_gym.cli.pack", "pack a recorded store into a shipped table"),

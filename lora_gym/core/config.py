@@ -78,12 +78,44 @@ class YamlConfig:
                 value = list(value)
             elif isinstance(value, Mapping):
                 value = dict(value)
+            elif isinstance(value, YamlConfig):  # a composed config: its own mapping
+                value = value.to_dict()
             out[f.name] = value
         return out
 
     def replace(self, **changes: Any) -> Self:
         """A copy with some fields changed (validated like any other config)."""
         return type(self).from_dict({**dataclasses.asdict(self), **changes})
+
+
+@dataclass(frozen=True)
+class PerLayerConfig(YamlConfig):
+    """`LoRATunePerLayer-v0`'s settings, composed into `EnvConfig.per_layer` (PEFT-style)."""
+
+    layer_groups: int = 2
+    """The LoRA layers, in depth order, form this many contiguous groups of near-equal size, each
+    with its own rank (at most the number of layers carrying LoRA)."""
+
+    def __post_init__(self) -> None:
+        _check_types(self)
+        if self.layer_groups < 1:
+            raise ConfigError(f"`layer_groups` must be >= 1, got {self.layer_groups!r}")
+
+
+@dataclass(frozen=True)
+class ScopeConfig(YamlConfig):
+    """`LoRATuneScope-v0`'s settings, composed into `EnvConfig.scope`."""
+
+    scopes: tuple[str, ...] = ("top-1", "top-2", "all")
+    """Trainable scopes the agent chooses from (episodes start in the first): ``<layers>`` or
+    ``<layers>:<module>+<module>...``; layers ``all`` (every layer carrying LoRA) or ``top-<k>``
+    (k at most the k of `EnvConfig.lora_layers`), modules among `EnvConfig.target_modules`
+    (default: all of them); checked against those by `EnvConfig.parse_scope`."""
+
+    def __post_init__(self) -> None:
+        _check_types(self)
+        if not self.scopes:
+            raise ConfigError("`scopes` must name at least one scope, got ()")
 
 
 @dataclass(frozen=True)
@@ -140,14 +172,11 @@ class EnvConfig(YamlConfig):
     weight, which becomes the residual W - s·B·A, so the model's output is unchanged; the base
     weights are restored at every reset, and growing the rank moves the residual's next
     directions into the adapter)."""
-    layer_groups: int = 2
-    """`LoRATunePerLayer-v0`: the LoRA layers, in depth order, form this many contiguous groups of
-    near-equal size, each with its own rank (at most the number of layers carrying LoRA)."""
-    scopes: tuple[str, ...] = ("top-1", "top-2", "all")
-    """`LoRATuneScope-v0`: trainable scopes the agent chooses from (episodes start in the first):
-    ``<layers>`` or ``<layers>:<module>+<module>...``; layers ``all`` (every layer carrying LoRA)
-    or ``top-<k>`` (k at most the k of `lora_layers`), modules among `target_modules` (default:
-    all of them)."""
+    per_layer: PerLayerConfig = field(default_factory=lambda: PerLayerConfig())
+    """`LoRATunePerLayer-v0`'s own settings (`PerLayerConfig`; the flat key ``layer_groups`` of
+    older configs still loads into it)."""
+    scope: ScopeConfig = field(default_factory=lambda: ScopeConfig())
+    """`LoRATuneScope-v0`'s own settings (`ScopeConfig`; the flat key ``scopes`` still loads)."""
     weight_decay: float = 0.0
     """AdamW weight decay."""
     augmentation: str = "none"
@@ -211,20 +240,8 @@ class EnvConfig(YamlConfig):
     """Free-form settings passed to custom reward functions (e.g. their own weights)."""
 
     def __post_init__(self) -> None:
-        _check_types(self)
-        _check_choice("task_split", self.task_split, ("train", "val", "test", "all"))
-        _check_increasing("ranks", self.ranks, positive=True)
-        _check_increasing("learning_rates", self.learning_rates, positive=True)
-        for name in ("episode_length", "steps_per_action", "batch_size", "max_length",
-                     "eval_batch_size"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"`{name}` must be >= 1, got {getattr(self, name)!r}")
-        _check_cost_weight(self.cost_weight)
-        for name in ("lora_alpha", "divergence_penalty", "weight_decay",
-                     "max_grad_norm", "torch_threads"):
-            value = getattr(self, name)
-            if value < 0 or not math.isfinite(value):
-                raise ConfigError(f"`{name}` must be a finite number >= 0, got {value!r}")
+        check_common(self, ("episode_length", "steps_per_action", "batch_size", "max_length",
+                            "eval_batch_size"))
         if self.steps_choices:
             _check_increasing("steps_choices", self.steps_choices, positive=True)
             if self.steps_per_action not in self.steps_choices:
@@ -255,7 +272,6 @@ class EnvConfig(YamlConfig):
         if self.base_dtype == "int8" and self.init in SVD_INITS:
             raise ConfigError(f"`base_dtype` int8 needs an init that leaves the base weights "
                               f"alone, not `init` {self.init!r} (one of {list(SVD_INITS)})")
-        check_device(self.device, self.dtype)
         if self.dtype != "float32" and self.base_dtype == "int8":
             raise ConfigError("`base_dtype` int8 (a CPU quantisation) needs `dtype` float32")
         for name in self.extra_observations:
@@ -265,12 +281,32 @@ class EnvConfig(YamlConfig):
                               f"{list(self.extra_observations)}")
         if not 0.0 <= self.lr_warmup < 1.0:
             raise ConfigError(f"`lr_warmup` must be in [0, 1), got {self.lr_warmup!r}")
-        if self.layer_groups < 1:
-            raise ConfigError(f"`layer_groups` must be >= 1, got {self.layer_groups!r}")
-        if not self.scopes:
-            raise ConfigError("`scopes` must name at least one scope, got ()")
-        for scope in self.scopes:
+        for scope in self.scope.scopes:
             self.parse_scope(scope)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> EnvConfig:
+        """Build a config from a mapping; unknown keys raise `ConfigError`.
+
+        The variants' settings come as nested mappings (``per_layer: {layer_groups: 2}``) or as
+        the flat keys of older configs (``layer_groups: 2``), which win over the nested ones.
+        """
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"config must be a mapping, got {type(data).__name__}")
+        data = dict(data)
+        for name, kind in VARIANT_CONFIGS.items():
+            nested = data.get(name, {})
+            if isinstance(nested, kind):
+                nested = dataclasses.asdict(nested)
+            if not isinstance(nested, Mapping):
+                raise ConfigError(f"`{name}` must be a mapping with keys "
+                                  f"{[f.name for f in fields(kind)]}, got {nested!r}")
+            flat = {f.name: data.pop(f.name) for f in fields(kind) if f.name in data}
+            try:
+                data[name] = kind.from_dict({**nested, **flat})
+            except ConfigError as err:
+                raise ConfigError(f"`{name}`: {err}") from None
+        return super().from_dict(data)
 
     def device_name(self, cuda_available: bool) -> str:
         """`device` resolved (``auto``: ``cuda`` when `cuda_available`, else ``cpu``).
@@ -292,7 +328,7 @@ class EnvConfig(YamlConfig):
         return k
 
     def parse_scope(self, scope: str) -> tuple[int | None, tuple[str, ...]]:
-        """``(k, modules)`` of a `scopes` entry: k of ``top-<k>`` (``None``: every LoRA layer).
+        """``(k, modules)`` of a ``scope.scopes`` entry: k of ``top-<k>`` (``None``: every layer).
 
         Raises:
             ConfigError: the entry is malformed or names a module outside `target_modules`.
@@ -305,6 +341,31 @@ class EnvConfig(YamlConfig):
                               f"with layers {_LORA_LAYERS_HELP} and modules among "
                               f"{list(self.target_modules)}, got {scope!r}")
         return k, names
+
+
+VARIANT_CONFIGS: dict[str, type[YamlConfig]] = {"per_layer": PerLayerConfig, "scope": ScopeConfig}
+"""`EnvConfig` fields that hold a variant env's own config, by field name."""
+
+
+def check_common(config: Any, sizes: tuple[str, ...]) -> None:
+    """The checks every env config shares: field types, split, grid, sizes, λ, non-negatives.
+
+    `sizes` names the integer fields that must be >= 1.
+    """
+    _check_types(config)
+    _check_choice("task_split", config.task_split, ("train", "val", "test", "all"))
+    _check_increasing("ranks", config.ranks, positive=True)
+    _check_increasing("learning_rates", config.learning_rates, positive=True)
+    for name in sizes:
+        if getattr(config, name) < 1:
+            raise ConfigError(f"`{name}` must be >= 1, got {getattr(config, name)!r}")
+    _check_cost_weight(config.cost_weight)
+    for name in ("lora_alpha", "divergence_penalty", "weight_decay", "max_grad_norm",
+                 "torch_threads"):
+        value = getattr(config, name)
+        if value < 0 or not math.isfinite(value):
+            raise ConfigError(f"`{name}` must be a finite number >= 0, got {value!r}")
+    check_device(config.device, config.dtype)
 
 
 def check_device(device: str, dtype: str) -> None:
@@ -364,23 +425,33 @@ def resolve_config(config: str | Path | Mapping | EnvConfig | None = None, **ove
             mapping, an `EnvConfig`, or ``None`` for the embedded default.
         **overrides: fields that replace the config's values.
     """
+    return resolve_as(EnvConfig, config, overrides)
+
+
+def resolve_as(kind: type[YamlConfig], config: Any, overrides: Mapping[str, Any]) -> Any:
+    """`config` as a `kind` (see `resolve_config`), with `overrides` applied.
+
+    `config` is a YAML path, a shipped config's name, a mapping, a `kind`, or ``None`` (the
+    defaults of `kind`).
+    """
     if config is None:
-        base = EnvConfig()
-    elif isinstance(config, EnvConfig):
+        base = kind()
+    elif isinstance(config, kind):
         base = config
     elif isinstance(config, Mapping):
-        base = EnvConfig.from_dict(config)
+        base = kind.from_dict(config)
     elif isinstance(config, str) and is_config_name(config):
         from lora_gym.core.paths import shipped_config
 
         try:
-            base = EnvConfig.from_yaml(shipped_config(config))
+            base = kind.from_yaml(shipped_config(config))
         except ValueError as err:
             raise ConfigError(f"`config`: {err}") from None
     elif isinstance(config, str | Path):
-        base = EnvConfig.from_yaml(config)
+        base = kind.from_yaml(config)
     else:
-        raise ConfigError(f"`config` must be a YAML path, a dict or an EnvConfig, got {config!r}")
+        raise ConfigError(f"`config` must be a YAML path, a dict or an {kind.__name__}, got "
+                          f"{config!r}")
     return base.replace(**overrides) if overrides else base
 
 

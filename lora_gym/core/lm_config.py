@@ -8,7 +8,6 @@ what they mean in `lora_gym.core.config.EnvConfig`.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,11 +19,8 @@ from lora_gym.core.config import (
     RANDOM_INITS,
     YamlConfig,
     _check_choice,
-    _check_cost_weight,
-    _check_increasing,
-    _check_types,
-    check_device,
-    is_config_name,
+    check_common,
+    resolve_as,
     resolve_device,
 )
 from lora_gym.core.errors import ConfigError
@@ -86,23 +82,11 @@ class LMConfig(YamlConfig):
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        _check_types(self)
-        _check_choice("task_split", self.task_split, ("train", "val", "test", "all"))
-        _check_increasing("ranks", self.ranks, positive=True)
-        _check_increasing("learning_rates", self.learning_rates, positive=True)
-        for name in ("episode_length", "steps_per_action", "batch_size", "grad_accum",
-                     "max_length", "eval_batch_size"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"`{name}` must be >= 1, got {getattr(self, name)!r}")
+        check_common(self, ("episode_length", "steps_per_action", "batch_size", "grad_accum",
+                            "max_length", "eval_batch_size"))
         if self.max_length < 2:
             raise ConfigError(f"`max_length` must be >= 2 (a prompt token and a response "
                               f"token), got {self.max_length}")
-        _check_cost_weight(self.cost_weight)
-        for name in ("lora_alpha", "divergence_penalty", "weight_decay", "max_grad_norm",
-                     "torch_threads"):
-            value = getattr(self, name)
-            if value < 0 or not math.isfinite(value):
-                raise ConfigError(f"`{name}` must be a finite number >= 0, got {value!r}")
         _check_choice("alpha_policy", self.alpha_policy, ALPHA_POLICIES)
         if not 0.0 <= self.lora_dropout < 1.0:
             raise ConfigError(f"`lora_dropout` must be in [0, 1), got {self.lora_dropout!r}")
@@ -113,7 +97,6 @@ class LMConfig(YamlConfig):
         _check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
         if not 0.0 <= self.lr_warmup < 1.0:
             raise ConfigError(f"`lr_warmup` must be in [0, 1), got {self.lr_warmup!r}")
-        check_device(self.device, self.dtype)
 
     def device_name(self, cuda_available: bool) -> str:
         """`device` resolved (see `lora_gym.core.config.resolve_device`)."""
@@ -123,18 +106,4 @@ class LMConfig(YamlConfig):
 def resolve_lm_config(config: str | Path | Mapping | LMConfig | None = None, **overrides: Any
                       ) -> LMConfig:
     """An `LMConfig` from a YAML path, a shipped config's name (``lm``), a mapping or None."""
-    if config is None:
-        base = LMConfig()
-    elif isinstance(config, LMConfig):
-        base = config
-    elif isinstance(config, Mapping):
-        base = LMConfig.from_dict(config)
-    elif isinstance(config, str) and is_config_name(config):
-        from lora_gym.core.paths import shipped_config
-
-        base = LMConfig.from_yaml(shipped_config(config))
-    elif isinstance(config, str | Path):
-        base = LMConfig.from_yaml(config)
-    else:
-        raise ConfigError(f"`config` must be a YAML path, a dict or an LMConfig, got {config!r}")
-    return base.replace(**overrides) if overrides else base
+    return resolve_as(LMConfig, config, overrides)

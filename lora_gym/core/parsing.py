@@ -88,3 +88,17 @@ def parse_env_kwargs(items: list[str]) -> dict[str, Any]:
         except ValueError as err:
             raise ValueError(f"{key}: {err}") from None
     return out
+
+
+class StoreDict(argparse.Action):
+    """argparse action turning ``key:value`` arguments into a dict (rl-baselines3-zoo's convention).
+
+    Values are read by `parse_value`: Python literals, or bare strings.
+    """
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        """Store the parsed dict on the namespace."""
+        try:
+            setattr(namespace, self.dest, parse_env_kwargs(list(values or [])))
+        except ValueError as err:
+            parser.error(f"{option_string}: {err}")

@@ -40,7 +40,7 @@ from lora_gym.engine import resize as lora
 from lora_gym.engine.adapter import AdapterManager
 from lora_gym.engine.models import embedded_model_dir
 from lora_gym.engine.monitor import GradientNorms, lora_stats
-from lora_gym.engine.session import SegmentResult, resolve_threads
+from lora_gym.engine.session import SegmentResult, new_optimizer, placement
 from lora_gym.tasks.instructions import (
     IGNORE_INDEX,
     LMTaskData,
@@ -118,10 +118,8 @@ class LMSession:
     def __init__(self, config: LMConfig) -> None:
         from peft import LoraConfig, get_peft_model
 
-        torch.set_num_threads(resolve_threads(config.torch_threads))
         self.config = config
-        self.device = torch.device(config.device_name(torch.cuda.is_available()))
-        self._amp = None if config.dtype == "float32" else getattr(torch, config.dtype)
+        self.device, self._amp = placement(config)
         base, self.tokenizer = load_lm(config.model)
         net = copy.deepcopy(base)
         self.family = families.family_of(net.config)
@@ -188,14 +186,7 @@ class LMSession:
 
     # -- training ------------------------------------------------------------------------------
     def _new_optimizer(self, carry_from: torch.optim.Optimizer | None) -> torch.optim.Optimizer:
-        params = [p for p in self.net.parameters() if p.requires_grad]
-        opt = torch.optim.AdamW(params, lr=self.config.learning_rates[0],
-                                weight_decay=self.config.weight_decay)
-        if carry_from is not None:
-            for p in params:
-                if p in carry_from.state:
-                    opt.state[p] = carry_from.state[p]
-        return opt
+        return new_optimizer(self.net, self.config, carry_from)
 
     def set_rank(self, rank: int) -> None:
         """Change the rank keeping ΔW; the resized tensors get fresh optimizer moments."""

@@ -106,16 +106,36 @@ def resolve_threads(setting: int) -> int:
     return max(1, available_cpus() // n)
 
 
+def placement(config) -> tuple[torch.device, torch.dtype | None]:
+    """Set the torch threads (``torch_threads``); return ``(device, autocast dtype or None)``."""
+    torch.set_num_threads(resolve_threads(config.torch_threads))
+    device = torch.device(config.device_name(torch.cuda.is_available()))
+    return device, None if config.dtype == "float32" else getattr(torch, config.dtype)
+
+
+def new_optimizer(net: nn.Module, config, carry_from: torch.optim.Optimizer | None
+                  ) -> torch.optim.Optimizer:
+    """AdamW over `net`'s trainable parameters, with the moments `carry_from` held for them.
+
+    Tensors new since `carry_from` (a resized LoRA factor, a newly unfrozen module) start fresh.
+    """
+    params = [p for p in net.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=config.learning_rates[0], weight_decay=config.weight_decay)
+    if carry_from is not None:
+        for p in params:
+            if p in carry_from.state:
+                opt.state[p] = carry_from.state[p]
+    return opt
+
+
 class FineTuneSession:
     """Live LoRA fine-tuning of one base model, reused across episodes and tasks."""
 
     def __init__(self, config: EnvConfig) -> None:
         from peft import LoraConfig, get_peft_model
 
-        torch.set_num_threads(resolve_threads(config.torch_threads))
         self.config = config
-        self.device = torch.device(config.device_name(torch.cuda.is_available()))
-        self._amp = None if config.dtype == "float32" else getattr(torch, config.dtype)
+        self.device, self._amp = placement(config)
         base, self.tokenizer = load_base(config.model)
         net = copy.deepcopy(base)
         self.family = families.family_of(net.config)
@@ -286,14 +306,7 @@ class FineTuneSession:
 
     # -- training ------------------------------------------------------------------------------
     def _new_optimizer(self, carry_from: torch.optim.Optimizer | None) -> torch.optim.Optimizer:
-        params = [p for p in self.net.parameters() if p.requires_grad]
-        opt = torch.optim.AdamW(params, lr=self.config.learning_rates[0],
-                                weight_decay=self.config.weight_decay)
-        if carry_from is not None:
-            for p in params:
-                if p in carry_from.state:
-                    opt.state[p] = carry_from.state[p]
-        return opt
+        return new_optimizer(self.net, self.config, carry_from)
 
     def set_rank(self, rank: int | tuple[int, ...]) -> None:
         """Change the rank keeping ΔW (`lora_gym.engine.resize`): one for all, or per group."""

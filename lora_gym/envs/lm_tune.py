@@ -14,8 +14,7 @@ from lora_gym.core.actions import ActionGrid
 from lora_gym.core.cost import segment_cost
 from lora_gym.core.lm_config import LMConfig, resolve_lm_config
 from lora_gym.core.observation import (
-    COST_CAP,
-    LOSS_CAP,
+    OBSERVATION_SPEC,
     build_observation,
     draw_episode_seed,
     finite_or_none,
@@ -27,17 +26,13 @@ from lora_gym.core.observation import (
 from lora_gym.core.rewards import evaluate_reward, resolve_reward
 from lora_gym.envs.common import check_action, render_line, stop_reward
 
+_SHARED = {name: (name, low, high) for name, low, high in OBSERVATION_SPEC}
 LM_OBSERVATION_SPEC = (
     ("val_token_accuracy", 0.0, 1.0),
     ("val_exact_match", 0.0, 1.0),
-    ("val_loss", 0.0, LOSS_CAP),
-    ("train_loss", 0.0, LOSS_CAP),
-    ("delta_accuracy", -1.0, 1.0),
-    ("cost_so_far", 0.0, COST_CAP),
-    ("steps_left", 0.0, 1.0),
-    ("rank_position", 0.0, 1.0),
-    ("lr_position", 0.0, 1.0),
-    ("log10_train_size", 0.0, 7.0),
+    *(_SHARED[name] for name in ("val_loss", "train_loss", "delta_accuracy", "cost_so_far",
+                                 "steps_left", "rank_position", "lr_position",
+                                 "log10_train_size")),
     ("mean_prompt_length", 0.0, 1.0),
     ("mean_response_length", 0.0, 1.0),
     ("untrained_token_accuracy", 0.0, 1.0),

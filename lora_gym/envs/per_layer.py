@@ -85,7 +85,7 @@ class LoRAPerLayerEnv(LoRATuningEnv):
     @property
     def n_groups(self) -> int:
         """Number of layer groups with their own rank."""
-        return self.config.layer_groups
+        return self.config.per_layer.layer_groups
 
     def uniform_action(self, rank: int, lr: float) -> np.ndarray:
         """Every group at `rank`, learning rate `lr` (both on the grid)."""

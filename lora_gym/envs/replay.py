@@ -178,6 +178,11 @@ class LoRATuneReplayEnv(gym.Env[np.ndarray, np.int64]):
         self._surrogate = self._live = None
         self.source_counts = {source: 0 for source in ("table", "live", "surrogate")}
 
+    @property
+    def recorded_tasks(self) -> tuple[str, ...]:
+        """The tasks of ``task_split`` whose resets the table holds, in task-set order."""
+        return self._task_names
+
     def _recorded_tasks(self) -> tuple[str, ...]:
         from lora_gym.tasks.sets import load_task_set
 

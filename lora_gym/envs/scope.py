@@ -90,17 +90,17 @@ class LoRAScopeEnv(LoRATuningEnv):
 
     def __init__(self, config: Any = None, render_mode: str | None = None, **overrides: Any):
         super().__init__(config, render_mode, **overrides)
-        self._parsed = [_within(self.config, scope) for scope in self.config.scopes]
+        self._parsed = [_within(self.config, scope) for scope in self.config.scope.scopes]
         self._scope = 0
 
     def uniform_action(self, rank: int, lr: float) -> np.ndarray:
         """The widest (last) scope at `rank`, learning rate `lr` (both on the grid)."""
         i, j = divmod(self.grid.encode(rank, lr), len(self.config.learning_rates))
-        return np.array([len(self.config.scopes) - 1, i, j] + [0] * len(self._stop_dims()))
+        return np.array([len(self.config.scope.scopes) - 1, i, j] + [0] * len(self._stop_dims()))
 
     def _action_space(self) -> spaces.Space:
         cfg = self.config
-        return spaces.MultiDiscrete([len(cfg.scopes), len(cfg.ranks), len(cfg.learning_rates),
+        return spaces.MultiDiscrete([len(cfg.scope.scopes), len(cfg.ranks), len(cfg.learning_rates),
                                      *self._stop_dims()])
 
     def _extra_observation_spec(self) -> ObservationSpec:
@@ -119,12 +119,12 @@ class LoRAScopeEnv(LoRATuningEnv):
         return self.config.ranks[rank], self.config.learning_rates[lr]
 
     def _observation_values(self) -> dict[str, float]:
-        n = len(self.config.scopes)
+        n = len(self.config.scope.scopes)
         return {**super()._observation_values(),
                 "scope_position": self._scope / (n - 1) if n > 1 else 0.0}
 
     def _extra_info(self) -> dict[str, Any]:
-        return {"scope": self.config.scopes[self._scope],
+        return {"scope": self.config.scope.scopes[self._scope],
                 "trainable_rank": self.session.adapter.trainable_rank()}
 
 

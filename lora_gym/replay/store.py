@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from lora_gym.core.config import EnvConfig
+from lora_gym.core.config import VARIANT_CONFIGS, EnvConfig
 from lora_gym.core.errors import StoreError
 
 SCHEMA_VERSION = 1
@@ -81,8 +81,12 @@ other task of the same name, so no row can be served to a task it was not record
 def outcome_config(config: EnvConfig) -> dict[str, Any]:
     """The config fields that change a step's outcome, with numbers normalised (2 -> 2.0)."""
     hints = typing.get_type_hints(EnvConfig)
+    items = config.to_dict()
+    for name, kind in VARIANT_CONFIGS.items():  # keyed flat, as before they were composed
+        hints.update(typing.get_type_hints(kind))
+        items.update(items.pop(name))
     out: dict[str, Any] = {"env_id": OUTCOME_ENV_ID}
-    for name, value in config.to_dict().items():
+    for name, value in items.items():
         if name == "device":  # the device type keys a table (cuda:0 and cuda:1 compute alike)
             if value == "auto":
                 import torch

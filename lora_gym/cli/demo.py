@@ -4,21 +4,24 @@
    table shipped for the config (by default: MiniLM on the default task set's ~100 task
    variants, recorded live with ``lora-gym record``), on the *train* tasks; evaluation during
    training runs on the *val* split (held-out variants of the training corpora). The demo scores
-   the *final* model: on the val split final models matched or beat the ``best_model.zip`` that
-   20-episode evaluations pick (``benchmarks/agent_selection.py``), so nothing here is chosen on
-   the test split.
-2. Score PPO against the baselines (`lora_gym_agents.compare`) on the held-out test tasks of
+   the *final* model, trained 200k timesteps: both were chosen on the val split
+   (``benchmarks/agent_selection.py``, results in ``benchmarks/results/``), so nothing here is
+   chosen on the test split.
+2. Score PPO against the baselines (`lora_gym.cli.compare`) on the held-out test tasks of
    the replay env: return, final accuracy, cost and segments used with bootstrap CIs, and the paired
    differences PPO - best-static and PPO - patience (steps off the table come from the
    surrogate; ``info["source"]`` counts them).
 3. Run a few of PPO's and the default's episodes on the live `LoRATune-v0` and compare them with
-   their replay (`lora_gym.policies.sim2real`): is what PPO learned on the table real?
+   their replay (`lora_gym.policies.sim2real`), on the first test tasks whose resets the table
+   holds: is what PPO learned on the table real? The table fraction of the replayed steps is
+   printed, and sim-to-real is computed only over episodes with steps off the table (the others
+   are a consistency check of the table).
 
-    lora-gym demo [--config legacy-v1] [--timesteps 50000] [--live-tasks 2]
+    lora-gym demo [--config default] [--timesteps 200000] [--live-tasks 2]
 
-The demo's config is the one the shipped table was recorded under: ``legacy-v1`` (the default
-until 2026-12-04, see ``envs_configs/legacy-v1.yaml``) until the table of today's default
-(``default``, being recorded) covers its train, val and test tasks.
+The demo runs on the embedded default config, whose shipped table (``default``) holds random and
+fixed-action episodes of every train and val task and the live benchmark's test episodes;
+``--config legacy-v1`` runs it on the table of the default until 2026-12-04.
 """
 
 from __future__ import annotations
@@ -26,15 +29,16 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from lora_gym_agents import compare, train
+from lora_gym_agents import train
 
+from lora_gym.cli import compare
 from lora_gym.core.actions import ActionGrid
 from lora_gym.core.config import resolve_config
 from lora_gym.core.parsing import int_at_least
 from lora_gym.policies import FixedPolicy, SB3Policy
 
-DEMO_CONFIG = "legacy-v1"
-"""The config of the shipped MiniLM table (`lora_gym.replay.tables`)."""
+DEMO_CONFIG = "default"
+"""The config of the shipped MiniLM table the demo replays (`lora_gym.replay.tables`)."""
 EVALUATIONS = 80
 """``--eval-freq`` is timesteps / 80 per env: about 10 evaluations with the replay env's 8 envs."""
 
@@ -47,7 +51,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "config of the shipped MiniLM table)")
     p.add_argument("--store", default=None,
                    help="a recorded store to replay (default: the table shipped for the config)")
-    p.add_argument("--timesteps", type=int_at_least(1), default=50_000,
+    p.add_argument("--timesteps", type=int_at_least(1), default=200_000,
                    help="PPO timesteps on the replay env")
     p.add_argument("--seeds", type=int_at_least(1), default=10,
                    help="evaluation seeds per test task")
@@ -89,11 +93,21 @@ def main(argv: list[str] | None = None) -> None:
     config = resolve_config(args.config, task_split="test")
     grid = ActionGrid.of(config)
     policies = [SB3Policy.load(agent, name="ppo"), FixedPolicy.peft_default(grid)]
-    tasks = [t.name for t in load_task_set(config.task_set).tasks("test")][:args.live_tasks]
+    recorded = set(replay_tasks(config, args.store))
+    tasks = [t.name for t in load_task_set(config.task_set).tasks("test")
+             if t.name in recorded][:args.live_tasks]
     jobs = [(p, t, s) for p in policies for t in tasks for s in range(args.live_episodes)]
     pairs = sim2real(config, jobs, store=args.store)
     print_pairs(pairs)
     print(live_check_summary(pairs, summarise, format_summary))
+
+
+def replay_tasks(config, store: str | None) -> tuple[str, ...]:
+    """The tasks of `config`'s split whose resets the table (or `store`) holds."""
+    import gymnasium as gym
+
+    env = gym.make("LoRATuneReplay-v0", config=config, store=store, disable_env_checker=True)
+    return env.unwrapped.recorded_tasks
 
 
 def live_check_summary(pairs, summarise, format_summary) -> str:

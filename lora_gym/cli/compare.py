@@ -24,14 +24,12 @@ import time
 from pathlib import Path
 
 import gymnasium as gym
-from lora_gym_agents import report
-from lora_gym_agents.zoo_args import StoreDict
 
 import lora_gym  # noqa: F401 - registers the env ids
-from lora_gym.core.parsing import int_at_least, positive_float
+from lora_gym.core.parsing import StoreDict, int_at_least, positive_float
 from lora_gym.envs.cost_weight import FixedCostWeight
 from lora_gym.envs.grid_actions import grid_actions
-from lora_gym.policies import POLICIES, PolicyContext, SB3Policy, make_policies
+from lora_gym.policies import POLICIES, PolicyContext, SB3Policy, make_policies, report
 from lora_gym.policies.evaluate import evaluate, split_tasks
 from lora_gym.policies.search import train_grid
 
