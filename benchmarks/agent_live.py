@@ -19,9 +19,10 @@ run live and are recorded, so a rerun is cheap. The benchmark prints:
 
 1. per method: return, final accuracy, cost and segments used, with 95% bootstrap CIs;
 2. the paired difference agent − best-static (and − patience) in return, with its CI;
-3. sim-to-real: every live episode replayed on the simulator (by default the shipped table plus
-   only the resets of the live episodes: every test step comes from the surrogate, a simulator
-   that has not seen these fine-tunes): Spearman ρ of returns and MAE of final accuracy.
+3. sim-to-real: every live episode replayed on the simulator (by default the shipped table
+   holding, of the benchmark's tasks, only their resets: every test step comes from the
+   surrogate, a simulator that has not seen these fine-tunes): Spearman ρ of returns and MAE of
+   final accuracy.
 """
 
 from __future__ import annotations
@@ -52,8 +53,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--store", required=True, help="store that records every live step")
     p.add_argument("--config", default=None, help="env config YAML (default: the embedded one)")
     p.add_argument("--simulator", default=None,
-                   help="store of the simulator for sim-to-real (default: the shipped table plus "
-                        "the resets of the benchmark's live episodes, none of their steps)")
+                   help="store of the simulator for sim-to-real (default: the shipped table with "
+                        "only the resets of the benchmark's tasks, none of their steps)")
     p.add_argument("--seeds", type=int, default=3, help="reset seeds per test task")
     p.add_argument("--optuna-trials", type=int, default=16, help="live Optuna episodes per task")
     p.add_argument("--tasks", nargs="*", default=None, help="only these test tasks")
@@ -85,12 +86,13 @@ def build_policies(args, config, live, tasks: list[str], seeds: list[int]) -> di
     return policies
 
 
-def unseen_simulator(config, live_store: Path, path: Path) -> Path:
-    """The shipped table plus only the *resets* of `live_store`'s episodes, at `path`.
+def unseen_simulator(config, live_store: Path, tasks: list[str], path: Path) -> Path:
+    """The shipped table with, of the benchmark's `tasks`, only their resets, at `path`.
 
     A simulator that knows each test task's untrained state (its features and first metrics) but
-    none of its fine-tuned steps: every replayed step comes from the surrogate, so agreement with
-    the live episodes measures what the simulator predicts for tasks it has not seen trained.
+    none of its fine-tuned steps (even once the shipped table holds them): every replayed step
+    comes from the surrogate, so agreement with the live episodes measures what the simulator
+    predicts for tasks it has not seen trained.
     """
     import sqlite3
 
@@ -98,10 +100,12 @@ def unseen_simulator(config, live_store: Path, path: Path) -> Path:
 
     path.unlink(missing_ok=True)
     init_store(path, config)
+    marks = ",".join("?" * len(tasks))
     with sqlite3.connect(path) as db:
+        db.execute(f"DELETE FROM steps WHERE prefix != '' AND task IN ({marks})", tasks)
         db.execute("ATTACH DATABASE ? AS live", (f"file:{live_store}?mode=ro",))
-        db.execute("INSERT OR IGNORE INTO steps SELECT * FROM live.steps "
-                   "WHERE prefix = '' AND config_hash = ?", (config_hash(config),))
+        db.execute(f"INSERT OR IGNORE INTO steps SELECT * FROM live.steps WHERE prefix = '' AND "
+                   f"config_hash = ? AND task IN ({marks})", (config_hash(config), *tasks))
     return path
 
 
@@ -131,7 +135,7 @@ def main(argv: list[str] | None = None) -> dict:
     paired = report.paired_differences(results, ["agent"])
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    simulator = args.simulator or str(unseen_simulator(config, Path(args.store),
+    simulator = args.simulator or str(unseen_simulator(config, Path(args.store), tasks,
                                                        out / "simulator.sqlite"))
     s2r = sim_to_real(config, simulator, policies, results)
     table = f"{report.markdown_table(summary)}\n\n{report.paired_table(paired)}"
