@@ -125,10 +125,12 @@ def test_readme_commands_run_as_written(checkout):
     assert (checkout / "tuned" / "adapter" / "adapter_config.json").is_file()
 
 
-def test_readme_python_example_runs(checkout):
-    (code,) = [b for b in readme_blocks("python") if "gym.make" in b]
-    script = checkout / "readme_example.py"
+@pytest.mark.parametrize(("env_id", "expected"), [("LoRATune-v0", "val_accuracy"),
+                                                   ("LoRATuneLM-v0", "perplexity")])
+def test_readme_python_example_runs(checkout, env_id, expected):
+    (code,) = [b for b in readme_blocks("python") if f'gym.make("{env_id}"' in b]
+    script = checkout / f"readme_example_{env_id}.py"
     script.write_text(apply(code, PYTHON_SUBSTITUTIONS))
     out = run(f"{sys.executable} {script}", checkout)
     assert out.returncode == 0, out.stderr[-3000:]
-    assert "val_accuracy" in out.stdout
+    assert expected in out.stdout
