@@ -24,7 +24,7 @@ from lora_gym.core.observation import (
     step_info,
 )
 from lora_gym.core.rewards import evaluate_reward, resolve_reward
-from lora_gym.envs.common import check_action, render_line, stop_reward
+from lora_gym.envs.common import LiveTuningEnv, check_action, stop_reward
 
 _SHARED = {name: (name, low, high) for name, low, high in OBSERVATION_SPEC}
 LM_OBSERVATION_SPEC = (
@@ -40,7 +40,7 @@ LM_OBSERVATION_SPEC = (
 """``(name, low, high)`` of each observation entry, in order (class docstring)."""
 
 
-class LoRATuneLMEnv(gym.Env[np.ndarray, np.int64]):
+class LoRATuneLMEnv(LiveTuningEnv):
     """Tune live LoRA instruction tuning of a causal LM: every step trains and evaluates it.
 
     ## Description
@@ -104,14 +104,12 @@ class LoRATuneLMEnv(gym.Env[np.ndarray, np.int64]):
     ``gym.make("LoRATuneLM-v0", config=None | "lm" | path | dict | LMConfig, **overrides)``.
     """
 
-    metadata = {"render_modes": ["ansi"]}
+    env_id = "LoRATuneLM-v0"
+    task_type = "causal_lm"
 
     def __init__(self, config: Any = None, render_mode: str | None = None, **overrides: Any):
         self.config: LMConfig = resolve_lm_config(config, **overrides)
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or "
-                             f"None, got {render_mode!r}")
-        self.render_mode = render_mode
+        self._init_live(render_mode)
         c = self.config
         self.grid = ActionGrid(tuple(c.ranks), tuple(c.learning_rates), c.stop_action, (),
                                c.steps_per_action, (), "none")
@@ -119,28 +117,11 @@ class LoRATuneLMEnv(gym.Env[np.ndarray, np.int64]):
         self.observation_space = spaces.Box(*spec_bounds(LM_OBSERVATION_SPEC), dtype=np.float32)
         self.observation_names = spec_names(LM_OBSERVATION_SPEC)
         self._reward_fn = resolve_reward(c.reward_fn)
-        self._task_set = None
-        self._session = None
-        self._t: int | None = None
 
-    @property
-    def task_set(self):
-        """The env's `TaskSet` of causal-LM tasks (loaded on first use)."""
-        if self._task_set is None:
-            from lora_gym.tasks.sets import load_task_set
+    def _make_session(self):
+        from lora_gym.engine.lm_session import LMSession
 
-            self._task_set = load_task_set(self.config.task_set).require("causal_lm",
-                                                                         "LoRATuneLM-v0")
-        return self._task_set
-
-    @property
-    def session(self):
-        """The live `LMSession` (created on first use)."""
-        if self._session is None:
-            from lora_gym.engine.lm_session import LMSession
-
-            self._session = LMSession(self.config)
-        return self._session
+        return LMSession(self.config)
 
     def reset(self, *, seed: int | None = None, options: Mapping[str, Any] | None = None
               ) -> tuple[np.ndarray, dict[str, Any]]:
@@ -197,13 +178,6 @@ class LoRATuneLMEnv(gym.Env[np.ndarray, np.int64]):
                           stopped=False, reward_components=components,
                           lora_stats=self.session.lora_stats())
         return self._observation(), float(reward), diverged, truncated, info
-
-    def render(self) -> str | None:
-        """With ``render_mode="ansi"``: one line describing the current state."""
-        if self.render_mode != "ansi" or self._t is None:
-            return None
-        return render_line(self.task.name, self._t, self._rank, self._lr, self._metrics,
-                           self._cost)
 
     def save_adapter(self, path) -> Any:
         """Write the current adapter as a PEFT ``CAUSAL_LM`` adapter folder (`LMSession.export`)."""

@@ -36,10 +36,10 @@ from lora_gym.core.preferences import (
     reward_config,
 )
 from lora_gym.core.rewards import evaluate_reward, resolve_reward
-from lora_gym.envs.common import check_action, render_line, stop_reward
+from lora_gym.envs.common import LiveTuningEnv, check_action, stop_reward
 
 
-class LoRATuningEnv(gym.Env[np.ndarray, np.int64]):
+class LoRATuningEnv(LiveTuningEnv):
     """Tune a live LoRA fine-tune: every step trains a real adapter for K steps and evaluates it.
 
     ## Description
@@ -187,7 +187,7 @@ class LoRATuningEnv(gym.Env[np.ndarray, np.int64]):
       a final stop action (``stop_action``, on by default); optional ``steps_choices``.
     """
 
-    metadata = {"render_modes": ["ansi"]}
+    env_id = "LoRATune-v0"
     takes_grid_choices = True
     """Whether the action can choose the training steps and augmentation (``steps_choices``,
     ``augmentation_choices``); the ``MultiDiscrete`` variants cannot: they drop the default's
@@ -199,10 +199,7 @@ class LoRATuningEnv(gym.Env[np.ndarray, np.int64]):
                                             == EnvConfig().augmentation_choices):
             # the default's choices belong to the Discrete grid; a variant trains `augmentation`
             self.config = self.config.replace(augmentation_choices=())
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or "
-                             f"None, got {render_mode!r}")
-        self.render_mode = render_mode
+        self._init_live(render_mode)
         for name in ("steps_choices", "augmentation_choices"):
             if getattr(self.config, name) and not self.takes_grid_choices:
                 raise ValueError(f"`{name}` is a choice of the Discrete action of LoRATune-v0; "
@@ -216,29 +213,11 @@ class LoRATuningEnv(gym.Env[np.ndarray, np.int64]):
         self.observation_names = spec_names(spec)
         self._observation_spec = spec
         self._reward_fn = resolve_reward(self.config.reward_fn)
-        self._task_set = None  # loaded lazily on the first reset: no file or torch work here
-        self._session = None
-        self._t: int | None = None
 
-    # -- lazy heavy parts ------------------------------------------------------------------------
-    @property
-    def task_set(self):
-        """The env's `TaskSet` (loaded on first use)."""
-        if self._task_set is None:
-            from lora_gym.tasks.sets import load_task_set
+    def _make_session(self):
+        from lora_gym.engine.session import FineTuneSession
 
-            self._task_set = load_task_set(self.config.task_set).require(
-                "classification", "LoRATune-v0")
-        return self._task_set
-
-    @property
-    def session(self):
-        """The live `FineTuneSession` (created on first use)."""
-        if self._session is None:
-            from lora_gym.engine.session import FineTuneSession
-
-            self._session = FineTuneSession(self.config)
-        return self._session
+        return FineTuneSession(self.config)
 
     # -- Gymnasium API -----------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: Mapping[str, Any] | None = None
@@ -319,13 +298,6 @@ class LoRATuningEnv(gym.Env[np.ndarray, np.int64]):
         info = self._info(time.perf_counter() - started, cost=0.0, diverged=False, stopped=True,
                           reward_components=components, **self._extra_info())
         return self._observation(), float(reward), True, False, info
-
-    def render(self) -> str | None:
-        """With ``render_mode="ansi"``: one line describing the current state."""
-        if self.render_mode != "ansi" or self._t is None:
-            return None
-        return render_line(self.task.name, self._t, self._rank, self._lr, self._metrics,
-                           self._cost)
 
     def save_adapter(self, path) -> Any:
         """Write the current adapter and head as a standard PEFT adapter folder.
