@@ -100,13 +100,13 @@ def test_main_job_on_tiny_table(tmp_path):
 
 def test_live_check_separates_consistency_from_sim_to_real():
     from lora_gym.cli.demo import live_check_summary
-    from lora_gym.policies.sim2real import EpisodePair, format_summary, summarise
+    from lora_gym.policies.sim2real import EpisodePair
 
     held = [EpisodePair("ppo", "t", s, 0.1 * s, 0.1 * s, 0.5, 0.5, 1.0) for s in range(3)]
-    text = live_check_summary(held, summarise, format_summary)
+    text = live_check_summary(held)
     assert "table fraction of the replayed steps: 1.000 over 3" in text
     assert "no episode left the table: this live check is a replay consistency check" in text
     off = [EpisodePair("ppo", "u", s, 0.2 * s, 0.1 * s, 0.6, 0.5, 0.5) for s in range(2)]
-    text = live_check_summary(held + off, summarise, format_summary)
+    text = live_check_summary(held + off)
     assert "sim-to-real (2 episode(s) with steps off the table" in text
     assert "replay consistency check (3 episode(s) fully in the table)" in text

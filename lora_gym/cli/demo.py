@@ -59,7 +59,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="live episodes per test task and policy for the sim-to-real check "
                         "(0 skips it)")
     p.add_argument("--live-tasks", type=int_at_least(1), default=2,
-                   help="test tasks of the live check (the first ones of the split)")
+                   help="test tasks of the live check (the first ones of the split whose "
+                        "resets the table holds)")
     p.add_argument("--out", default="runs/demo", help="output folder")
     return p.parse_args(argv)
 
@@ -87,19 +88,16 @@ def main(argv: list[str] | None = None) -> None:
         return
     print("\n== 3. Live check: the same episodes on LoRATune-v0", flush=True)
     from lora_gym.policies.sim2real import compare as sim2real
-    from lora_gym.policies.sim2real import format_summary, print_pairs, summarise
-    from lora_gym.tasks.sets import load_task_set
+    from lora_gym.policies.sim2real import print_pairs
 
     config = resolve_config(args.config, task_split="test")
     grid = ActionGrid.of(config)
     policies = [SB3Policy.load(agent, name="ppo"), FixedPolicy.peft_default(grid)]
-    recorded = set(replay_tasks(config, args.store))
-    tasks = [t.name for t in load_task_set(config.task_set).tasks("test")
-             if t.name in recorded][:args.live_tasks]
+    tasks = list(replay_tasks(config, args.store))[:args.live_tasks]
     jobs = [(p, t, s) for p in policies for t in tasks for s in range(args.live_episodes)]
     pairs = sim2real(config, jobs, store=args.store)
     print_pairs(pairs)
-    print(live_check_summary(pairs, summarise, format_summary))
+    print(live_check_summary(pairs))
 
 
 def replay_tasks(config, store: str | None) -> tuple[str, ...]:
@@ -110,13 +108,15 @@ def replay_tasks(config, store: str | None) -> tuple[str, ...]:
     return env.unwrapped.recorded_tasks
 
 
-def live_check_summary(pairs, summarise, format_summary) -> str:
+def live_check_summary(pairs) -> str:
     """What the live check shows: sim-to-real only over episodes the table does not fully hold.
 
     A replay episode whose every step is a table row replays the very live steps it is compared
     with: its agreement says the table is faithful (a consistency check), not that the simulator
     predicts fine-tunes it has not seen. Those with surrogate steps are the sim-to-real test.
     """
+    from lora_gym.policies.sim2real import format_summary, summarise
+
     fraction = sum(p.table_fraction for p in pairs) / max(len(pairs), 1)
     lines = [f"table fraction of the replayed steps: {fraction:.3f} over {len(pairs)} episode(s)"]
     held = [p for p in pairs if p.table_fraction == 1.0]

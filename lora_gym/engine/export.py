@@ -103,7 +103,8 @@ def export_adapter(net: nn.Module, config: EnvConfig, task, path: str | Path,
     from peft import get_peft_model
 
     path = Path(path)
-    layers = {name: m for name, m in net.named_modules() if m in lora.lora_layers(net)}
+    found = set(map(id, lora.lora_layers(net)))  # once, not per module
+    layers = {name: m for name, m in net.named_modules() if id(m) in found}
     fresh = _with_head(config.model, task.num_classes, task.label_names)
     originals = {name: m.weight for name, m in fresh.named_modules() if name in layers}
     int8 = config.lora_dtype == "int8"

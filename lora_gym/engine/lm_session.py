@@ -288,8 +288,7 @@ class LMSession:
         from peft import LoraConfig, get_peft_model
 
         path = Path(path)
-        layers = {name: m for name, m in self.net.named_modules() if m in lora.lora_layers(
-            self.net)}
+        layers = self.adapter.layers  # name -> LoRA layer, found once at construction
         ranks = {name: m.lora_A[lora.ADAPTER].weight.shape[0] for name, m in layers.items()}
         fresh = copy.deepcopy(load_lm(self.config.model)[0])
         config = LoraConfig(task_type="CAUSAL_LM", r=self.rank, lora_alpha=self.config.lora_alpha,
