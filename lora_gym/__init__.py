@@ -10,7 +10,7 @@ __version__ = "0.1.0"
 
 ENV_IDS = ("LoRATune-v0", "LoRATuneReplay-v0", "LoRATunePerLayer-v0", "LoRATuneScope-v0")
 """The ids that tune a sequence classifier (task sets of ``type: classification``)."""
-LM_ENV_IDS = ("LoRATuneLM-v0",)
+LM_ENV_IDS = ("LoRATuneLM-v0", "LoRATuneLMReplay-v0")
 """The ids that tune a causal language model (task sets of ``type: causal_lm``)."""
 
 if "LoRATune-v0" not in registry:
@@ -23,3 +23,5 @@ if "LoRATuneScope-v0" not in registry:
     register(id="LoRATuneScope-v0", entry_point="lora_gym.envs.scope:LoRAScopeEnv")
 if "LoRATuneLM-v0" not in registry:
     register(id="LoRATuneLM-v0", entry_point="lora_gym.envs.lm_tune:LoRATuneLMEnv")
+if "LoRATuneLMReplay-v0" not in registry:
+    register(id="LoRATuneLMReplay-v0", entry_point="lora_gym.envs.lm_replay:LoRATuneLMReplayEnv")

@@ -67,8 +67,8 @@ def part(module: str) -> str | None:
 def test_the_graph_sees_the_imports():
     assert "lora_gym.core.config" in GRAPH["lora_gym.envs.lora_tune"]
     assert "lora_gym.envs.lora_tune" in GRAPH["lora_gym.envs.live_replayer"]
-    # through strings: the recorder's gym.make("LoRATune-v0")
-    assert "lora_gym.envs.lora_tune" in GRAPH["lora_gym.policies.recording"]
+    # through strings: sim2real's gym.make("LoRATune-v0")
+    assert "lora_gym.envs.lora_tune" in GRAPH["lora_gym.policies.sim2real"]
 
 
 def test_no_import_cycles():

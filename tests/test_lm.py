@@ -295,3 +295,108 @@ def test_train_agent_trains_on_the_tiny_lm_setting(task_set_file, tmp_path):
                          env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
     assert out.returncode == 0, out.stderr[-3000:]
     assert list((tmp_path / "logs" / "ppo").glob("LoRATuneLM-v0_1/LoRATuneLM-v0.zip"))
+
+
+# -- recording and replay ------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def lm_store(task_set_file, tmp_path_factory):
+    """A store of one random episode per task, recorded with the README's command."""
+    from lora_gym.cli import record
+
+    path = tmp_path_factory.mktemp("lm-store") / "lm.sqlite"
+    argv = ["--env", "LoRATuneLM-v0", "--store", str(path), "--policy", "random", "--seeds", "1",
+            "--quiet", "--env-kwargs", *(f"{k}:{v}" for k, v in SMALL.items()),
+            f"task_set:{task_set_file}"]
+    record.main(argv)
+    return path, argv
+
+
+def make_replay(task_set_file, store, **kw):
+    return gym.make("LoRATuneLMReplay-v0", store=str(store),
+                    config={**SMALL, "task_set": task_set_file}, **kw)
+
+
+def test_lm_rows_have_their_own_key(lm_store, task_set_file, capsys):
+    from lora_gym.cli import record
+    from lora_gym.core.config import EnvConfig
+    from lora_gym.replay.store import Store, config_hash, outcome_config
+
+    path, argv = lm_store
+    config = resolve_lm_config(None, **SMALL, task_set=task_set_file)
+    assert outcome_config(config)["env_id"] == "LoRATuneLM-v0"
+    assert config_hash(config) != config_hash(EnvConfig())
+    with Store(path, readonly=True) as db:
+        [stored] = db.configs()
+        rows = db.count()
+    assert stored["config_hash"] == config_hash(config) and stored["rows"] == rows >= 2 * 2
+    capsys.readouterr()
+    record.main(argv)  # rerun: every episode is already recorded
+    assert "run=0 skipped=2 new_rows=0" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("reward_fn", ["delta_acc_minus_cost", "delta_neg_loss_minus_cost"])
+def test_replay_serves_the_live_episode_bit_for_bit(lm_store, task_set_file, reward_fn):
+    path, _ = lm_store
+    replay = make_replay(task_set_file, path, miss="raise", reward_fn=reward_fn)
+    index = replay.unwrapped.index
+    for task in ("colours", "chat"):
+        [seed] = index.seeds(task)
+        live = make_env(task_set_file, reward_fn=reward_fn)
+        options = {"task": task, "episode_seed": seed}
+        (a, info_a), (b, info_b) = replay.reset(options=options), live.reset(options=options)
+        np.testing.assert_array_equal(a, b)
+        assert info_a["metrics"] == pytest.approx(info_b["metrics"], nan_ok=True)
+        node = index.get(task, seed, ())
+        while node.children:
+            action, node = next(iter(node.children.items()))
+            out_a, out_b = replay.step(action), live.step(action)
+            np.testing.assert_array_equal(out_a[0], out_b[0])
+            assert out_a[1:4] == out_b[1:4]  # reward, terminated, truncated
+            assert out_a[4]["source"] == "table"
+            assert out_a[4]["metrics"] == pytest.approx(out_b[4]["metrics"], nan_ok=True)
+
+
+def test_replay_misses_raise_or_run_live_and_are_recorded(lm_store, task_set_file, tmp_path):
+    import shutil
+
+    from lora_gym.replay.index import TableMiss
+
+    path, _ = lm_store
+    store = shutil.copy(path, tmp_path / "copy.sqlite")
+    raising = make_replay(task_set_file, store, miss="raise")
+    raising.reset(seed=0)
+    node = raising.unwrapped._node
+    unrecorded = next(a for a in range(raising.action_space.n - 1) if a not in node.children)
+    with pytest.raises(TableMiss, match="lora-gym record"):
+        raising.step(unrecorded)
+    env = make_replay(task_set_file, store)  # miss="live" by default
+    env.reset(seed=0)
+    _, _, _, _, info = env.step(unrecorded)
+    assert info["source"] == "live"
+    again = make_replay(task_set_file, store, miss="raise")  # the miss is now a row
+    again.reset(seed=0)
+    assert again.step(unrecorded)[4]["source"] == "table"
+
+
+def test_replay_check_envs_and_bad_arguments(lm_store, task_set_file, tmp_path):
+    import shutil
+
+    from gymnasium.utils.env_checker import check_env
+    from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+    from lora_gym.cli import record
+
+    assert "LoRATuneLMReplay-v0" in lora_gym.LM_ENV_IDS
+    store = shutil.copy(lm_store[0], tmp_path / "copy.sqlite")
+    grid = tmp_path / "grid.sqlite"  # every first action recorded: check_env's determinism
+    record.main(["--env", "LoRATuneLM-v0", "--store", str(grid), "--policy", "grid", "--quiet",
+                 "--tasks", "colours", "--env-kwargs", *(f"{k}:{v}" for k, v in SMALL.items()),
+                 f"task_set:{task_set_file}"])  # check compares two steps' infos (source too)
+    check_env(make_replay(task_set_file, grid).unwrapped, skip_render_check=True)
+    sb3_check_env(make_replay(task_set_file, store).unwrapped)
+    with pytest.raises(ValueError, match="needs `store`"):
+        gym.make("LoRATuneLMReplay-v0", config={**SMALL, "task_set": task_set_file})
+    with pytest.raises(ValueError, match=r"`miss` must be one of \['raise', 'live'\]"):
+        make_replay(task_set_file, store, miss="surrogate")
+    with pytest.raises(LookupError, match="no rows for model"):
+        make_replay(task_set_file, store, max_length=32)  # another outcome config

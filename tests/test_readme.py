@@ -31,6 +31,10 @@ SUBSTITUTIONS: tuple[tuple[str, str, str], ...] = (
      "synth-c \\\n    --agent runs/demo", "live benchmark: live MiniLM episodes on the test tasks"),
     ("runs/demo/logs/ppo/LoRATuneReplay-v0_1/LoRATuneReplay-v0.zip",
      "logs/ppo/LoRATune-v0_1/LoRATune-v0.zip", "the agent `make demo` trains (on MiniLM)"),
+    ("steps_per_action:4", "steps_per_action:2 episode_length:2 batch_size:4 max_length:48 "
+     "ranks:[1,4] learning_rates:[0.01]", "live LM steps of 6 x 5.8 s: a smaller LM setting"),
+    ("LoRATuneLMReplay-v0 -n 64", "LoRATuneLMReplay-v0 -n 8 -params n_steps:4 batch_size:4",
+     "live LM steps for the replay's misses"),
     ("--agent logs/ppo/LoRATune-v0_1/best_model.zip", "--config tiny "
      "--agent logs/ppo/LoRATune-v0_1/best_model.zip", "the agent above was trained on tiny"),
 )

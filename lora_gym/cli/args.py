@@ -6,16 +6,23 @@ import argparse
 from typing import TYPE_CHECKING
 
 from lora_gym.core.config import EnvConfig, resolve_config
+from lora_gym.core.lm_config import LMConfig, resolve_lm_config
 from lora_gym.core.parsing import int_at_least, parse_env_kwargs
 from lora_gym.policies import POLICIES, SB3_ALGOS, Policy, PolicyContext, make_policies
 
 if TYPE_CHECKING:
     from lora_gym.policies.distributed import ClusterOptions
 
+LIVE_ENV_IDS: tuple[str, ...] = ("LoRATune-v0", "LoRATuneLM-v0")
+"""The live envs whose episodes ``record`` runs (their rows are keyed apart)."""
+
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments shared by ``record`` and ``sim2real``: config, policies, tasks, seeds."""
-    parser.add_argument("--config", default=None, help="env config YAML (default: embedded)")
+    parser.add_argument("--env", default="LoRATune-v0", choices=LIVE_ENV_IDS,
+                        help="the live env whose episodes run (its config: --config)")
+    parser.add_argument("--config", default=None,
+                        help="env config YAML or shipped name (default: the env's embedded one)")
     parser.add_argument("--env-kwargs", nargs="*", default=[], metavar="KEY:VALUE",
                         help="config overrides as key:value (Python literals or bare strings, e.g. "
                              "episode_length:4 config:tiny)")
@@ -31,11 +38,13 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
                         help="reset seeds 0..N-1 per task (>= 1)")
 
 
-def jobs_from_args(args: argparse.Namespace) -> tuple[EnvConfig, list[tuple[Policy, str, int]]]:
+def jobs_from_args(args: argparse.Namespace
+                   ) -> tuple[EnvConfig | LMConfig, list[tuple[Policy, str, int]]]:
     """The config and the (policy, task, reset seed) episodes the arguments ask for."""
     from lora_gym.tasks.sets import load_task_set
 
-    config = resolve_config(args.config, **parse_env_kwargs(args.env_kwargs))
+    resolve = resolve_lm_config if args.env == "LoRATuneLM-v0" else resolve_config
+    config = resolve(args.config, **parse_env_kwargs(args.env_kwargs))
     policies = make_policies(args.policy, PolicyContext.of(config), args.agent, args.algo)
     tasks = [t.name for t in load_task_set(config.task_set).tasks(args.split)]
     if args.tasks:

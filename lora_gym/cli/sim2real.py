@@ -39,6 +39,9 @@ def main(argv: list[str] | None = None) -> None:
     add_run_arguments(parser)
     add_backend_arguments(parser)
     args = parser.parse_args(argv)
+    if args.env != "LoRATune-v0":
+        parser.error(f"--env {args.env}: sim2real compares LoRATune-v0 with its surrogate-backed "
+                     "replay; a causal-LM table has no surrogate (its replay serves misses live)")
     config, jobs = jobs_from_args(args)
     pairs = compare(config, jobs, args.store, args.surrogate, args.record_live,
                     cluster_options(args))

@@ -106,10 +106,14 @@ class ActionGrid:
 
     @classmethod
     def of(cls, config) -> ActionGrid:
-        """The grid of an `EnvConfig` (ranks, lrs, stop action, steps and augmentation choices)."""
+        """The grid of an `EnvConfig` (ranks, lrs, stop action, steps and augmentation choices).
+
+        An `LMConfig` has no steps or augmentation choices: its grid is ranks × lrs (+ stop).
+        """
         return cls(tuple(config.ranks), tuple(config.learning_rates), bool(config.stop_action),
-                   tuple(config.steps_choices), int(config.steps_per_action),
-                   tuple(config.augmentation_choices), config.augmentation)
+                   tuple(getattr(config, "steps_choices", ())), int(config.steps_per_action),
+                   tuple(getattr(config, "augmentation_choices", ())),
+                   getattr(config, "augmentation", "none"))
 
     def pairs(self) -> list[tuple[int, float]]:
         """The (rank, lr) of every training action, in action order."""

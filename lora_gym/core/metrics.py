@@ -1,4 +1,4 @@
-"""Validation metrics of a fine-tuned classifier."""
+"""Validation metrics of a fine-tuned classifier (`Metrics`) and of a causal LM (`LMMetrics`)."""
 
 from __future__ import annotations
 
@@ -28,6 +28,31 @@ class Metrics:
     def finite(self) -> bool:
         """Whether accuracy, F1 and validation loss are finite numbers."""
         return all(math.isfinite(v) for v in (self.accuracy, self.f1, self.val_loss))
+
+    @classmethod
+    def of(cls, accuracy: float, f1: float, val_loss: float, train_loss: float = math.nan
+           ) -> Metrics:
+        """The metrics of the four recorded values (a table row's; derived ones recomputed)."""
+        return cls(accuracy, f1, val_loss, train_loss)
+
+
+@dataclass(frozen=True)
+class LMMetrics(Metrics):
+    """A causal LM's `Metrics`: response next-token accuracy, and exact match as ``f1``."""
+
+    perplexity: float = math.nan
+    """``exp(val_loss)`` (clipped at exp(20)); NaN when the loss is not finite."""
+
+    def to_dict(self) -> dict[str, float]:
+        """Plain dict of the metrics, perplexity included."""
+        return {**super().to_dict(), "perplexity": self.perplexity}
+
+    @classmethod
+    def of(cls, accuracy: float, f1: float, val_loss: float, train_loss: float = math.nan
+           ) -> LMMetrics:
+        """The metrics of the four values, perplexity computed from the validation loss."""
+        perplexity = math.exp(min(val_loss, 20.0)) if math.isfinite(val_loss) else math.nan
+        return cls(accuracy, f1, val_loss, train_loss, perplexity)
 
 
 def classification_metrics(logits: np.ndarray, labels: np.ndarray, num_classes: int,

@@ -38,6 +38,19 @@ OBSERVATION_SPEC: tuple[tuple[str, float, float], ...] = (
 )
 ObservationSpec = tuple[tuple[str, float, float], ...]
 
+_SHARED = {name: (name, low, high) for name, low, high in OBSERVATION_SPEC}
+LM_OBSERVATION_SPEC: ObservationSpec = (
+    ("val_token_accuracy", 0.0, 1.0),
+    ("val_exact_match", 0.0, 1.0),
+    *(_SHARED[name] for name in ("val_loss", "train_loss", "delta_accuracy", "cost_so_far",
+                                 "steps_left", "rank_position", "lr_position",
+                                 "log10_train_size")),
+    ("mean_prompt_length", 0.0, 1.0),
+    ("mean_response_length", 0.0, 1.0),
+    ("untrained_token_accuracy", 0.0, 1.0),
+)
+"""The causal-LM env's observation entries, in order (`LoRATuneLM-v0`'s docstring)."""
+
 
 @functools.cache
 def spec_names(spec: ObservationSpec) -> tuple[str, ...]:

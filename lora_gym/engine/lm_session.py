@@ -23,7 +23,6 @@ import contextlib
 import copy
 import functools
 import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +32,7 @@ import torch.nn.functional as F
 
 from lora_gym.core.errors import ConfigError
 from lora_gym.core.lm_config import LM_MODELS, LMConfig
-from lora_gym.core.metrics import Metrics
+from lora_gym.core.metrics import LMMetrics
 from lora_gym.core.schedules import lr_factor
 from lora_gym.engine import families
 from lora_gym.engine import resize as lora
@@ -53,18 +52,6 @@ LM_TARGETS: dict[str, tuple[str, ...]] = {
     "gpt2": ("c_attn", "c_proj"),
 }
 """Default LoRA targets per decoder family: the attention projections (seed 004)."""
-
-
-@dataclass(frozen=True)
-class LMMetrics(Metrics):
-    """A causal LM's `Metrics`: response next-token accuracy and exact match (as ``f1``)."""
-
-    perplexity: float = math.nan
-    """``exp(val_loss)`` (clipped at exp(20))."""
-
-    def to_dict(self) -> dict[str, float]:
-        """Plain dict of the metrics, perplexity included."""
-        return {**super().to_dict(), "perplexity": self.perplexity}
 
 
 def _tiny_llama() -> tuple[Any, Any]:
@@ -271,10 +258,8 @@ class LMSession:
             counted += int(keep.sum())
             exact += int((right.sum(1) == keep.sum(1)).sum())
         if not math.isfinite(loss_sum):
-            return LMMetrics(math.nan, math.nan, math.nan, train_loss, math.nan)
-        loss = loss_sum / counted
-        return LMMetrics(correct / counted, exact / len(order), loss, train_loss,
-                         math.exp(min(loss, 20.0)))
+            return LMMetrics.of(math.nan, math.nan, math.nan, train_loss)
+        return LMMetrics.of(correct / counted, exact / len(order), loss_sum / counted, train_loss)
 
     # -- export ----------------------------------------------------------------------------------
     @torch.no_grad()

@@ -1,10 +1,12 @@
-"""A live `LoRATune-v0` that catches up to any recorded (task, episode seed, action prefix)."""
+"""A live env that catches up to any recorded (task, episode seed, action prefix), recording all."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
 from lora_gym.core.config import EnvConfig
+from lora_gym.core.lm_config import LMConfig
+from lora_gym.envs.lm_tune import LoRATuneLMEnv
 from lora_gym.envs.lora_tune import LoRATuningEnv
 from lora_gym.replay.recording import RecordingWrapper
 from lora_gym.replay.store import StepRecord, Store
@@ -13,10 +15,10 @@ from lora_gym.replay.store import StepRecord, Store
 class LiveReplayer:
     """A live env that catches up to any (task, episode seed, action prefix), recording all."""
 
-    def __init__(self, config: EnvConfig, store: Store | None,
+    def __init__(self, config: EnvConfig | LMConfig, store: Store | None,
                  on_record: Callable[[StepRecord], None]) -> None:
-
-        self.env = RecordingWrapper(LoRATuningEnv(config), store, on_record)
+        live = LoRATuneLMEnv if isinstance(config, LMConfig) else LoRATuningEnv
+        self.env = RecordingWrapper(live(config), store, on_record)
         self.at: tuple[str, int, tuple[int, ...]] | None = None
 
     def advance(self, task: str, seed: int, prefix: tuple[int, ...], action: int | None) -> None:

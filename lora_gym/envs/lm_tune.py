@@ -13,8 +13,9 @@ from gymnasium import spaces
 from lora_gym.core.actions import ActionGrid
 from lora_gym.core.cost import segment_cost
 from lora_gym.core.lm_config import LMConfig, resolve_lm_config
+from lora_gym.core.metrics import LMMetrics
 from lora_gym.core.observation import (
-    OBSERVATION_SPEC,
+    LM_OBSERVATION_SPEC,
     build_observation,
     draw_episode_seed,
     finite_or_none,
@@ -25,19 +26,6 @@ from lora_gym.core.observation import (
 )
 from lora_gym.core.rewards import evaluate_reward, resolve_reward
 from lora_gym.envs.common import LiveTuningEnv, check_action, stop_reward
-
-_SHARED = {name: (name, low, high) for name, low, high in OBSERVATION_SPEC}
-LM_OBSERVATION_SPEC = (
-    ("val_token_accuracy", 0.0, 1.0),
-    ("val_exact_match", 0.0, 1.0),
-    *(_SHARED[name] for name in ("val_loss", "train_loss", "delta_accuracy", "cost_so_far",
-                                 "steps_left", "rank_position", "lr_position",
-                                 "log10_train_size")),
-    ("mean_prompt_length", 0.0, 1.0),
-    ("mean_response_length", 0.0, 1.0),
-    ("untrained_token_accuracy", 0.0, 1.0),
-)
-"""``(name, low, high)`` of each observation entry, in order (class docstring)."""
 
 
 class LoRATuneLMEnv(LiveTuningEnv):
@@ -111,8 +99,7 @@ class LoRATuneLMEnv(LiveTuningEnv):
         self.config: LMConfig = resolve_lm_config(config, **overrides)
         self._init_live(render_mode)
         c = self.config
-        self.grid = ActionGrid(tuple(c.ranks), tuple(c.learning_rates), c.stop_action, (),
-                               c.steps_per_action, (), "none")
+        self.grid = ActionGrid.of(c)
         self.action_space = spaces.Discrete(len(self.grid))
         self.observation_space = spaces.Box(*spec_bounds(LM_OBSERVATION_SPEC), dtype=np.float32)
         self.observation_names = spec_names(LM_OBSERVATION_SPEC)
@@ -164,9 +151,7 @@ class LoRATuneLMEnv(LiveTuningEnv):
             self._metrics = self.session.evaluate(segment.train_loss)
             diverged = not (self._metrics.finite and math.isfinite(self._metrics.train_loss))
         if diverged:
-            from lora_gym.engine.lm_session import LMMetrics
-
-            self._metrics = LMMetrics(math.nan, math.nan, math.nan, math.nan)
+            self._metrics = LMMetrics.of(math.nan, math.nan, math.nan, math.nan)
             reward, components = -self.config.divergence_penalty, {
                 "divergence": -self.config.divergence_penalty}
         else:

@@ -19,7 +19,7 @@ from lora_gym.core.config import EnvConfig, resolve_config
 from lora_gym.core.errors import LoRAGymWarning
 from lora_gym.core.monitoring import with_monitor
 from lora_gym.core.observation import (
-    OBSERVATION_NAMES,
+    ObservationSpec,
     draw_episode_seed,
     reset_task,
     spec_bounds,
@@ -142,14 +142,18 @@ class LoRATuneReplayEnv(gym.Env[np.ndarray, np.int64]):
     """
 
     metadata = {"render_modes": ["ansi"]}
+    env_id = "LoRATuneReplay-v0"
+    task_type = "classification"
+    """The task type of the task sets it serves (`lora_gym.tasks.sets.TaskSet.require`)."""
+    miss_policies: tuple[str, ...] = MISS_POLICIES
 
     def __init__(self, config: Any = None, render_mode: str | None = None,
                  store: str | os.PathLike | None = None, miss: str = "surrogate",
                  surrogate: str = "ensemble", pessimism: float = 0.0,
                  episode_seeds: str = "recorded",
                  **overrides: Any) -> None:
-        self.config: EnvConfig = resolve_config(config, **overrides)
-        for name, value, allowed in (("miss", miss, MISS_POLICIES),
+        self.config = self._resolve_config(config, overrides)
+        for name, value, allowed in (("miss", miss, self.miss_policies),
                                      ("surrogate", surrogate, SURROGATE_KINDS),
                                      ("episode_seeds", episode_seeds, EPISODE_SEEDS),
                                      ("render_mode", render_mode, (None, "ansi"))):
@@ -160,7 +164,7 @@ class LoRATuneReplayEnv(gym.Env[np.ndarray, np.int64]):
         self.pessimism = _check_pessimism(pessimism)
         self.grid = ActionGrid.of(self.config)
         self.action_space = spaces.Discrete(len(self.grid))
-        spec = with_monitor(self.config.extra_observations) + preference_spec(self.config)
+        spec = self._observation_spec()
         self.observation_space = spaces.Box(*spec_bounds(spec), dtype=np.float32)
         self.observation_names = spec_names(spec)
         self._reward_fn = resolve_reward(self.config.reward_fn)
@@ -169,7 +173,7 @@ class LoRATuneReplayEnv(gym.Env[np.ndarray, np.int64]):
             self.index = TableIndex.load(db, self.config)
         self._task_names = self._recorded_tasks()
         self._T = self.config.episode_length
-        self._delta_slot = OBSERVATION_NAMES.index("delta_accuracy")
+        self._delta_slot = self.observation_names.index("delta_accuracy")
         self._rewards: dict[Node, tuple[float, dict[str, float]]] = {}
         self.cost_weight = float("nan")  # this episode's λ (drawn at reset)
         self._reward_config = self.config
@@ -177,6 +181,13 @@ class LoRATuneReplayEnv(gym.Env[np.ndarray, np.int64]):
         self._off_table = False
         self._surrogate = self._live = None
         self.source_counts = {source: 0 for source in ("table", "live", "surrogate")}
+
+    @staticmethod
+    def _resolve_config(config: Any, overrides: dict[str, Any]) -> EnvConfig:
+        return resolve_config(config, **overrides)
+
+    def _observation_spec(self) -> ObservationSpec:
+        return with_monitor(self.config.extra_observations) + preference_spec(self.config)
 
     @property
     def recorded_tasks(self) -> tuple[str, ...]:
@@ -186,8 +197,7 @@ class LoRATuneReplayEnv(gym.Env[np.ndarray, np.int64]):
     def _recorded_tasks(self) -> tuple[str, ...]:
         from lora_gym.tasks.sets import load_task_set
 
-        self.task_set = load_task_set(self.config.task_set).require(
-            "classification", "LoRATuneReplay-v0")
+        self.task_set = load_task_set(self.config.task_set).require(self.task_type, self.env_id)
         split = [t.name for t in self.task_set.tasks(self.config.task_split)]
         self._split_names = tuple(split)
         names = tuple(t for t in split if t in self.index.roots)
@@ -333,7 +343,7 @@ class LoRATuneReplayEnv(gym.Env[np.ndarray, np.int64]):
         return frozenset(t.name for t in self.task_set.tasks("test"))
 
     def _add_live_record(self, rec: StepRecord) -> None:
-        node = Node.from_record(rec)
+        node = self.index.node(rec)
         known = self.index.get(rec.task, rec.episode_seed, rec.prefix)
         if known is not None and not np.allclose(known.obs, node.obs, rtol=AGREE_RTOL,
                                                  atol=AGREE_ATOL):

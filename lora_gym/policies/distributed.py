@@ -38,7 +38,7 @@ from lora_gym.policies.base import Policy
 from lora_gym.policies.recording import pending_jobs, play_episode, progress_bar, record_counts
 from lora_gym.policies.runner import EpisodeResult, run_episode
 from lora_gym.replay.recording import RecordingWrapper
-from lora_gym.replay.store import StepRecord, Store, library_versions
+from lora_gym.replay.store import StepRecord, Store, library_versions, live_env_id
 
 Job = tuple[Policy, str, int]
 
@@ -160,7 +160,7 @@ class EpisodeWorker:
             config = config.replace(torch_threads=threads)  # not part of the row keys
         self.episode_length = config.episode_length
         self._rows: list[StepRecord] = []
-        self.env = RecordingWrapper(gym.make("LoRATune-v0", config=config,
+        self.env = RecordingWrapper(gym.make(live_env_id(config), config=config,
                                              disable_env_checker=True), None, self._rows.append)
 
     def versions(self) -> dict[str, str]:

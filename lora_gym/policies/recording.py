@@ -1,4 +1,4 @@
-"""Record live `LoRATune-v0` episodes of policies into a store (the recorder loop).
+"""Record live `LoRATune-v0` (or `LoRATuneLM-v0`) episodes of policies into a store.
 
 `record` runs (policy, task, reset seed) episodes on the live env through a `RecordingWrapper`
 and records every step; episodes whose every step is already stored are skipped without
@@ -15,10 +15,11 @@ import gymnasium as gym
 
 from lora_gym.core.actions import ActionGrid
 from lora_gym.core.config import EnvConfig
+from lora_gym.core.lm_config import LMConfig
 from lora_gym.policies.base import Policy
 from lora_gym.replay.index import Node, TableIndex
 from lora_gym.replay.recording import RecordingWrapper, episode_seed
-from lora_gym.replay.store import Store
+from lora_gym.replay.store import Store, live_env_id
 
 
 def episode_recorded(index: TableIndex | None, policy: Policy, task: str, reset_seed: int,
@@ -39,7 +40,7 @@ def episode_recorded(index: TableIndex | None, policy: Policy, task: str, reset_
     return node is not None
 
 
-def pending_jobs(store: Store, config: EnvConfig,
+def pending_jobs(store: Store, config: EnvConfig | LMConfig,
                  jobs: list[tuple[Policy, str, int]]) -> list[tuple[Policy, str, int]]:
     """The jobs whose episodes are not yet fully in `store` (walked, nothing run)."""
     try:
@@ -83,13 +84,17 @@ def progress_bar(pending: int, done: int, episode_length: int, progress: bool):
                 file=sys.stderr, desc=f"record {pending} episodes ({done} done)")
 
 
-def record(config: EnvConfig, jobs: list[tuple[Policy, str, int]], store_path: str,
+def record(config: EnvConfig | LMConfig, jobs: list[tuple[Policy, str, int]], store_path: str,
            progress: bool = True) -> dict[str, int]:
-    """Run the episodes of `jobs` not yet fully in the store; returns episode and row counts."""
+    """Run the episodes of `jobs` not yet fully in the store; returns episode and row counts.
+
+    The live env is the config's (`lora_gym.replay.store.live_env_id`): ``LoRATune-v0`` for an
+    `EnvConfig`, ``LoRATuneLM-v0`` for an `LMConfig`.
+    """
     with Store(store_path) as store:
         T = config.episode_length
         pending = pending_jobs(store, config, jobs)
-        env = RecordingWrapper(gym.make("LoRATune-v0", config=config,
+        env = RecordingWrapper(gym.make(live_env_id(config), config=config,
                                         disable_env_checker=True), store)
         before = store.count()
         bar = progress_bar(len(pending), len(jobs) - len(pending), T, progress)

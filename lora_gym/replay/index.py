@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 
 from lora_gym.core.config import EnvConfig
-from lora_gym.core.metrics import Metrics
+from lora_gym.core.lm_config import LMConfig
+from lora_gym.core.metrics import LMMetrics, Metrics
 from lora_gym.core.monitoring import with_monitor
-from lora_gym.core.observation import finite_or_none, spec_names
+from lora_gym.core.observation import LM_OBSERVATION_SPEC, finite_or_none, spec_names
 from lora_gym.replay.store import METRIC_NAMES, StepRecord, Store, config_hash, outcome_config
 
 RECORD_HINT = ("record one with `lora-gym record --config CONFIG --store PATH --policy random "
@@ -43,11 +44,11 @@ class Node:
         self.uncertainty = uncertainty
 
     @classmethod
-    def from_record(cls, rec: StepRecord) -> Node:
-        """A node of a `StepRecord` (its obs made read-only)."""
+    def from_record(cls, rec: StepRecord, metrics_type: type[Metrics] = Metrics) -> Node:
+        """A node of a `StepRecord` (its obs made read-only; metrics of `metrics_type`)."""
         obs = np.array(rec.obs, dtype=np.float32)
         obs.setflags(write=False)
-        metrics = Metrics(*(float(getattr(rec, name)) for name in METRIC_NAMES))
+        metrics = metrics_type.of(*(float(getattr(rec, name)) for name in METRIC_NAMES))
         diverged = rec.diverged or (bool(rec.prefix) and not metrics.finite)  # non-finite: diverged
         return cls(rec.prefix, obs, metrics, rec.rank, rec.lr, rec.cost, rec.cost_so_far,
                    diverged)
@@ -56,8 +57,10 @@ class Node:
 class TableIndex:
     """All rows of one (model, config hash): a flat dict and, per episode, a tree of actions."""
 
-    def __init__(self, model: str, chash: str) -> None:
+    def __init__(self, model: str, chash: str, metrics_type: type[Metrics] = Metrics) -> None:
         self.model, self.config_hash = model, chash
+        self.metrics_type = metrics_type
+        """What a row's metrics are (`LMMetrics` for a causal-LM config's rows)."""
         self.records: dict[Key, Node] = {}
         self.roots: dict[str, dict[int, Node]] = {}
         self._seed_lists: dict[str, tuple[int, ...]] = {}
@@ -98,8 +101,12 @@ class TableIndex:
         """Every (task, episode_seed, node)."""
         return [(task, seed, node) for (task, seed, _), node in self.records.items()]
 
+    def node(self, rec: StepRecord) -> Node:
+        """The node of a record of this index's config."""
+        return Node.from_record(rec, self.metrics_type)
+
     @classmethod
-    def load(cls, store: Store, config: EnvConfig) -> TableIndex:
+    def load(cls, store: Store, config: EnvConfig | LMConfig) -> TableIndex:
         """Read every row of `config` (its model and hash) from `store`; raises if there is none.
 
         Raises:
@@ -107,14 +114,15 @@ class TableIndex:
                 has and the fields in which they differ from this one.
             ValueError: The rows hold observations of another layout (an older version).
         """
-        index = cls(config.model, config_hash(config))
+        lm = isinstance(config, LMConfig)
+        index = cls(config.model, config_hash(config), LMMetrics if lm else Metrics)
         for row in store.rows(index.model, index.config_hash):
             rec = StepRecord.from_row(row)
-            index.add(rec.task, rec.episode_seed, Node.from_record(rec))
+            index.add(rec.task, rec.episode_seed, index.node(rec))
         if not index.records:
             raise LookupError(_no_rows_message(store, config, index.config_hash))
         size = len(next(iter(index.records.values())).obs)
-        names = spec_names(with_monitor(config.extra_observations))
+        names = spec_names(LM_OBSERVATION_SPEC if lm else with_monitor(config.extra_observations))
         if size != len(names):
             raise ValueError(
                 f"store {str(store.path)!r} was recorded with {size}-entry observations; this "
@@ -123,7 +131,7 @@ class TableIndex:
         return index
 
 
-def _no_rows_message(store: Store, config: EnvConfig, chash: str) -> str:
+def _no_rows_message(store: Store, config: EnvConfig | LMConfig, chash: str) -> str:
     mine = outcome_config(config)
     lines = [f"store {str(store.path)!r} has no rows for model {config.model!r} and config hash "
              f"{chash!r}."]

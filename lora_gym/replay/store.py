@@ -28,10 +28,14 @@ import numpy as np
 
 from lora_gym.core.config import VARIANT_CONFIGS, EnvConfig
 from lora_gym.core.errors import StoreError
+from lora_gym.core.lm_config import LMConfig
 
 SCHEMA_VERSION = 1
 OUTCOME_ENV_ID = "LoRATune-v0"
-"""The live env whose outcomes rows hold; part of the hash, so a v1 env gets new keys."""
+"""The live env whose outcomes rows of an `EnvConfig` hold; part of the hash, so a v1 env gets
+new keys."""
+LM_OUTCOME_ENV_ID = "LoRATuneLM-v0"
+"""The live env whose outcomes rows of an `LMConfig` hold (their own keys: another hash)."""
 EXCLUDED_FIELDS: tuple[str, ...] = (
     "reward_fn", "cost_weight", "divergence_penalty", "report_wall_time", "torch_threads", "extra",
     "task_split", "stop_action",
@@ -78,14 +82,25 @@ set shares only the tweet-sentiment variants with it, with the same names and ro
 other task of the same name, so no row can be served to a task it was not recorded on.)"""
 
 
-def outcome_config(config: EnvConfig) -> dict[str, Any]:
-    """The config fields that change a step's outcome, with numbers normalised (2 -> 2.0)."""
-    hints = typing.get_type_hints(EnvConfig)
+def live_env_id(config: EnvConfig | LMConfig) -> str:
+    """The live env a config's rows are outcomes of: ``LoRATune-v0`` or ``LoRATuneLM-v0``."""
+    return LM_OUTCOME_ENV_ID if isinstance(config, LMConfig) else OUTCOME_ENV_ID
+
+
+def outcome_config(config: EnvConfig | LMConfig) -> dict[str, Any]:
+    """The config fields that change a step's outcome, with numbers normalised (2 -> 2.0).
+
+    An `LMConfig`'s start with ``env_id: LoRATuneLM-v0``, so its rows never share a key with a
+    classification config's.
+    """
+    hints = typing.get_type_hints(type(config))
     items = config.to_dict()
-    for name, kind in VARIANT_CONFIGS.items():  # keyed flat, as before they were composed
-        hints.update(typing.get_type_hints(kind))
-        items.update(items.pop(name))
-    out: dict[str, Any] = {"env_id": OUTCOME_ENV_ID}
+    legacy = LEGACY_DEFAULTS if isinstance(config, EnvConfig) else {}
+    if isinstance(config, EnvConfig):
+        for name, kind in VARIANT_CONFIGS.items():  # keyed flat, as before they were composed
+            hints.update(typing.get_type_hints(kind))
+            items.update(items.pop(name))
+    out: dict[str, Any] = {"env_id": live_env_id(config)}
     for name, value in items.items():
         if name == "device":  # the device type keys a table (cuda:0 and cuda:1 compute alike)
             if value == "auto":
@@ -93,7 +108,7 @@ def outcome_config(config: EnvConfig) -> dict[str, Any]:
 
                 value = config.device_name(torch.cuda.is_available())
             value = value.partition(":")[0]
-        if name in EXCLUDED_FIELDS or (name in LEGACY_DEFAULTS and value == LEGACY_DEFAULTS[name]):
+        if name in EXCLUDED_FIELDS or (name in legacy and value == legacy[name]):
             continue
         if name == "task_set" and isinstance(value, str):
             value = TASK_SET_HASH_NAMES.get(value, value)
@@ -105,7 +120,7 @@ def outcome_config(config: EnvConfig) -> dict[str, Any]:
     return out
 
 
-def config_hash(config: EnvConfig) -> str:
+def config_hash(config: EnvConfig | LMConfig) -> str:
     """16 hex digits of SHA-256 over the sorted JSON of `outcome_config`."""
     text = json.dumps(outcome_config(config), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -238,7 +253,7 @@ class Store:
                              f"version {SCHEMA_VERSION}: re-record it, or use the lora-gym "
                              "version that wrote it")
 
-    def register_config(self, config: EnvConfig) -> str:
+    def register_config(self, config: EnvConfig | LMConfig) -> str:
         """Store the outcome fields of `config` under its hash (once); returns the hash."""
         chash = config_hash(config)
         if chash not in self._known_configs:
