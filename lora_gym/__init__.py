@@ -10,6 +10,9 @@ __version__ = "0.1.0"
 
 ENV_IDS = ("LoRATune-v0", "LoRATuneReplay-v0", "LoRATunePerLayer-v0", "LoRATuneScope-v0")
 """The ids that tune a sequence classifier (task sets of ``type: classification``)."""
+MULTI_TASK_ENV_IDS = ("LoRATuneMultiTask-v0",)
+"""The ids that tune several classification tasks at once (the single-task tools -- compare,
+recommend, sim2real, replay -- do not apply to them)."""
 LM_ENV_IDS = ("LoRATuneLM-v0", "LoRATuneLMReplay-v0")
 """The ids that tune a causal language model (task sets of ``type: causal_lm``)."""
 
@@ -21,6 +24,8 @@ if "LoRATunePerLayer-v0" not in registry:
     register(id="LoRATunePerLayer-v0", entry_point="lora_gym.envs.per_layer:LoRAPerLayerEnv")
 if "LoRATuneScope-v0" not in registry:
     register(id="LoRATuneScope-v0", entry_point="lora_gym.envs.scope:LoRAScopeEnv")
+if "LoRATuneMultiTask-v0" not in registry:
+    register(id="LoRATuneMultiTask-v0", entry_point="lora_gym.envs.multi_task:LoRATuneMultiTaskEnv")
 if "LoRATuneLM-v0" not in registry:
     register(id="LoRATuneLM-v0", entry_point="lora_gym.envs.lm_tune:LoRATuneLMEnv")
 if "LoRATuneLMReplay-v0" not in registry:

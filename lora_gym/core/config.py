@@ -28,6 +28,8 @@ BASE_DTYPES: tuple[str, ...] = ("float32", "int8")
 """How the frozen base computes outside training (see `lora_gym.engine.quantize`)."""
 LORA_DTYPES: tuple[str, ...] = ("float32", "int8")
 """How LoRA's A and B are evaluated and exported (`lora_gym.engine.quantize.int8_lora`)."""
+GRAD_PROJECTIONS: tuple[str, ...] = ("none", "subspace", "pcgrad")
+"""`EnvConfig.grad_projection` values (`lora_gym.engine.projection`)."""
 DTYPES: tuple[str, ...] = ("float32", "bfloat16", "float16")
 """`EnvConfig.dtype` values: the dtype the frozen base runs in (adapters and head stay fp32)."""
 ALPHA_POLICIES: tuple[str, ...] = ("fixed", "rslora", "2r")
@@ -119,6 +121,26 @@ class ScopeConfig(YamlConfig):
 
 
 @dataclass(frozen=True)
+class MultiTaskConfig(YamlConfig):
+    """`LoRATuneMultiTask-v0`'s settings (seed 003), composed into `EnvConfig.multi_task`."""
+
+    multi_task_k: int = 3
+    """Tasks tuned together in one episode, each with its own adapter and head."""
+    shared_adapter: bool = False
+    """Also train one adapter shared by the K tasks (its rank: `shared_rank`), on every task's
+    batches, next to the task-specific ones."""
+    shared_rank: int = 4
+    """Rank of the shared adapter."""
+
+    def __post_init__(self) -> None:
+        _check_types(self)
+        if self.multi_task_k < 1:
+            raise ConfigError(f"`multi_task_k` must be >= 1, got {self.multi_task_k!r}")
+        if self.shared_rank < 1:
+            raise ConfigError(f"`shared_rank` must be >= 1, got {self.shared_rank!r}")
+
+
+@dataclass(frozen=True)
 class EnvConfig(YamlConfig):
     """Everything that defines a `LoRATune-v0` environment.
 
@@ -177,6 +199,8 @@ class EnvConfig(YamlConfig):
     older configs still loads into it)."""
     scope: ScopeConfig = field(default_factory=lambda: ScopeConfig())
     """`LoRATuneScope-v0`'s own settings (`ScopeConfig`; the flat key ``scopes`` still loads)."""
+    multi_task: MultiTaskConfig = field(default_factory=lambda: MultiTaskConfig())
+    """`LoRATuneMultiTask-v0`'s own settings (`MultiTaskConfig`; flat keys load too)."""
     weight_decay: float = 0.0
     """AdamW weight decay."""
     augmentation: str = "none"
@@ -201,6 +225,13 @@ class EnvConfig(YamlConfig):
     """``lr_schedule: warmup_cosine``: fraction of each segment's steps that warm up (>= 1 step)."""
     max_grad_norm: float = 1.0
     """Gradient-norm clipping threshold (0 disables clipping)."""
+    grad_projection: str = "none"
+    """Projection of the LoRA gradients before each optimizer step (seed 003,
+    `lora_gym.engine.projection`): ``none``; ``subspace`` (A's gradient projected onto A's top
+    `projection_dim` singular subspace, ``U_k U_kᵀ G V_k V_kᵀ``); ``pcgrad`` (PCGrad between the
+    tasks' gradients on the shared adapter: `LoRATuneMultiTask-v0` with ``shared_adapter``)."""
+    projection_dim: int = 4
+    """``subspace``: the k of the top-k singular subspace (at most the rank)."""
     reward_fn: str | Callable[..., Any] = "delta_acc_minus_cost"
     """Reward function: a registered name, ``package.module:function``, or a callable."""
     cost_weight: float | tuple[float, ...] = 0.01
@@ -269,6 +300,9 @@ class EnvConfig(YamlConfig):
         _check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
         _check_choice("base_dtype", self.base_dtype, BASE_DTYPES)
         _check_choice("lora_dtype", self.lora_dtype, LORA_DTYPES)
+        _check_choice("grad_projection", self.grad_projection, GRAD_PROJECTIONS)
+        if self.projection_dim < 1:
+            raise ConfigError(f"`projection_dim` must be >= 1, got {self.projection_dim!r}")
         if self.base_dtype == "int8" and self.init in SVD_INITS:
             raise ConfigError(f"`base_dtype` int8 needs an init that leaves the base weights "
                               f"alone, not `init` {self.init!r} (one of {list(SVD_INITS)})")
@@ -343,7 +377,8 @@ class EnvConfig(YamlConfig):
         return k, names
 
 
-VARIANT_CONFIGS: dict[str, type[YamlConfig]] = {"per_layer": PerLayerConfig, "scope": ScopeConfig}
+VARIANT_CONFIGS: dict[str, type[YamlConfig]] = {"per_layer": PerLayerConfig, "scope": ScopeConfig,
+                                                 "multi_task": MultiTaskConfig}
 """`EnvConfig` fields that hold a variant env's own config, by field name."""
 
 

@@ -140,9 +140,9 @@ def build_observation(values: Mapping[str, float],
     if not np.isfinite(obs).all():
         # A diverged fine-tune yields NaN/inf metrics: losses read as the cap, scores as 0.
         obs = np.nan_to_num(obs, nan=0.0, posinf=LOSS_CAP, neginf=0.0)
-        for name in ("val_loss", "train_loss"):
-            if not math.isfinite(values.get(name, 0.0)):
-                obs[names.index(name)] = LOSS_CAP
+        for i, name in enumerate(names):  # val_loss, train_loss (and a multi-task env's _<k>)
+            if name.startswith(("val_loss", "train_loss")) and not math.isfinite(values[name]):
+                obs[i] = LOSS_CAP
     return np.minimum(np.maximum(obs, low, out=obs), high, out=obs).astype(np.float32)
 
 

@@ -49,7 +49,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.profiler import record_function
 
-from lora_gym.core.config import EnvConfig
+from lora_gym.core.config import SVD_INITS, EnvConfig
 from lora_gym.core.errors import ConfigError, LoRAGymWarning
 from lora_gym.core.metrics import Metrics, classification_metrics
 from lora_gym.core.observation import TaskFeatures
@@ -61,6 +61,7 @@ from lora_gym.engine.augment import augment
 from lora_gym.engine.encoding import EncodedSplit, collate, encode, encode_task, task_fingerprint
 from lora_gym.engine.models import load_base
 from lora_gym.engine.monitor import GradientNorms, lora_stats
+from lora_gym.engine.projection import project_to_subspace
 from lora_gym.engine.quantize import int8_base, int8_lora, quantize_frozen_linears
 
 if TYPE_CHECKING:
@@ -113,13 +114,14 @@ def placement(config) -> tuple[torch.device, torch.dtype | None]:
     return device, None if config.dtype == "float32" else getattr(torch, config.dtype)
 
 
-def new_optimizer(net: nn.Module, config, carry_from: torch.optim.Optimizer | None
-                  ) -> torch.optim.Optimizer:
+def new_optimizer(net: nn.Module, config, carry_from: torch.optim.Optimizer | None,
+                  exclude: frozenset[int] = frozenset()) -> torch.optim.Optimizer:
     """AdamW over `net`'s trainable parameters, with the moments `carry_from` held for them.
 
-    Tensors new since `carry_from` (a resized LoRA factor, a newly unfrozen module) start fresh.
+    Tensors new since `carry_from` (a resized LoRA factor, a newly unfrozen module) start fresh;
+    parameters whose ``id`` is in `exclude` (another optimizer's) are left out.
     """
-    params = [p for p in net.parameters() if p.requires_grad]
+    params = [p for p in net.parameters() if p.requires_grad and id(p) not in exclude]
     opt = torch.optim.AdamW(params, lr=config.learning_rates[0], weight_decay=config.weight_decay)
     if carry_from is not None:
         for p in params:
@@ -131,13 +133,20 @@ def new_optimizer(net: nn.Module, config, carry_from: torch.optim.Optimizer | No
 class FineTuneSession:
     """Live LoRA fine-tuning of one base model, reused across episodes and tasks."""
 
-    def __init__(self, config: EnvConfig) -> None:
+    def __init__(self, config: EnvConfig, share_base: bool = False) -> None:
         from peft import LoraConfig, get_peft_model
 
         self.config = config
         self.device, self._amp = placement(config)
         base, self.tokenizer = load_base(config.model)
-        net = copy.deepcopy(base)
+        if share_base and (config.init in SVD_INITS or self._amp is not None):
+            raise ConfigError(f"sessions that share the frozen base need an init that leaves it "
+                              f"alone (not {list(SVD_INITS)}) and `dtype` float32, got init "
+                              f"{config.init!r}, dtype {config.dtype!r}")
+        # share_base: the frozen tensors are the process's loaded base itself (never written:
+        # see the check above), so K sessions hold one base; heads are replaced at every start
+        memo = {id(p): p for p in base.parameters()} if share_base else {}
+        net = copy.deepcopy(base, memo)
         self.family = families.family_of(net.config)
         pattern = self.family.layers_pattern if config.top_layers else None
         peft_config = LoraConfig(r=config.ranks[0], lora_alpha=config.lora_alpha,
@@ -173,6 +182,8 @@ class FineTuneSession:
         self.task: TaskData | None = None
         self.features: TaskFeatures | None = None
         self._grads = GradientNorms()
+        self.optimizer_excludes: frozenset[int] = frozenset()
+        """Ids of trainable parameters another optimizer steps (a shared adapter's)."""
 
     def _lora_layer_ids(self, net: nn.Module) -> list[int] | None:
         k = self.config.top_layers
@@ -306,7 +317,7 @@ class FineTuneSession:
 
     # -- training ------------------------------------------------------------------------------
     def _new_optimizer(self, carry_from: torch.optim.Optimizer | None) -> torch.optim.Optimizer:
-        return new_optimizer(self.net, self.config, carry_from)
+        return new_optimizer(self.net, self.config, carry_from, self.optimizer_excludes)
 
     def set_rank(self, rank: int | tuple[int, ...]) -> None:
         """Change the rank keeping ΔW (`lora_gym.engine.resize`): one for all, or per group."""
@@ -338,28 +349,52 @@ class FineTuneSession:
         """
         kind = self.config.augmentation if augmentation is None else augmentation
         self.set_rank(rank)
-        params = [p for g in self.optimizer.param_groups for p in g["params"]]
         losses, tokens = [], 0
-        self._grads.clear()
+        self.clear_grad_norms()
         for step in range(steps):
-            for group in self.optimizer.param_groups:
-                group["lr"] = lr * lr_factor(self.config.lr_schedule, step, steps,
-                                             self.config.lr_warmup)
-            with record_function("lora_gym.forward"), self._autocast():
-                loss, n_tokens = self._train_loss(self._next_batch(), kind)
+            self.set_lr(lr, step, steps)
+            loss, n_tokens = self.backward(kind)
             tokens += n_tokens
-            if not torch.isfinite(loss):
+            if loss is None:
                 return SegmentResult(math.nan, tokens, diverged=True)
-            with record_function("lora_gym.backward"):
-                loss.backward()
-                self._grads.add(self.adapter.layers)
-            with record_function("lora_gym.optimizer"):
-                if self.config.max_grad_norm:
-                    torch.nn.utils.clip_grad_norm_(params, self.config.max_grad_norm)
-                self.optimizer.step()
-                self.optimizer.zero_grad(set_to_none=True)
-            losses.append(loss.item())
+            self.optimizer_step()
+            losses.append(loss)
         return SegmentResult(float(np.mean(losses)), tokens, diverged=False)
+
+    def clear_grad_norms(self) -> None:
+        """Forget the gradient norms gathered so far (`lora_stats` reports one segment's)."""
+        self._grads.clear()
+
+    def set_lr(self, lr: float, step: int, steps: int) -> None:
+        """The optimizer's lr at `step` of a `steps`-step segment at `lr` (``lr_schedule``)."""
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr * lr_factor(self.config.lr_schedule, step, steps,
+                                         self.config.lr_warmup)
+
+    def backward(self, kind: str) -> tuple[float | None, int]:
+        """Loss and gradients of the next training batch: ``(loss, tokens)``.
+
+        The loss is None (and nothing is back-propagated) when it is not finite.
+        """
+        with record_function("lora_gym.forward"), self._autocast():
+            loss, n_tokens = self._train_loss(self._next_batch(), kind)
+        if not torch.isfinite(loss):
+            return None, n_tokens
+        with record_function("lora_gym.backward"):
+            loss.backward()
+            self._grads.add(self.adapter.layers)
+        return loss.item(), n_tokens
+
+    def optimizer_step(self) -> None:
+        """Project (``grad_projection: subspace``), clip and apply the gradients; zero them."""
+        if self.config.grad_projection == "subspace":
+            project_to_subspace(self.adapter.layers.values(), self.config.projection_dim)
+        with record_function("lora_gym.optimizer"):
+            if self.config.max_grad_norm:
+                params = [p for g in self.optimizer.param_groups for p in g["params"]]
+                torch.nn.utils.clip_grad_norm_(params, self.config.max_grad_norm)
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
 
     def _train_loss(self, idx: np.ndarray, kind: str) -> tuple[torch.Tensor, int]:
         """The training loss of batch `idx` (augmented by `kind`) and its token count."""

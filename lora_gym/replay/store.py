@@ -70,6 +70,8 @@ LEGACY_DEFAULTS: dict[str, Any] = {
     "extra_observations": [], "base_dtype": "float32", "steps_choices": [],
     "augmentation": "none", "augmentation_strength": 0.2, "augmentation_choices": [],
     "device": "cpu", "dtype": "float32", "lora_dtype": "float32",
+    "multi_task_k": 3, "shared_adapter": False, "shared_rank": 4, "grad_projection": "none",
+    "projection_dim": 4,
 }
 """Fields added after tables were recorded, with the value every older row was computed with:
 left out of `config_hash` while they equal it, so existing tables keep their hashes (frozen
