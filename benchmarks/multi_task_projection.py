@@ -2,6 +2,7 @@ r"""Multi-task LoRA and gradient projection (seed 003): accuracy after 1, 2, 4 s
 
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/multi_task_projection.py \
         [--seeds 0 1 2] [--settings independent subspace shared shared-pcgrad] [--json OUT]
+    .venv/bin/python benchmarks/multi_task_projection.py --report A.json B.json  # merge, print
 
 Live `LoRATuneMultiTask-v0` episodes on the embedded default (MiniLM) over fixed triples of
 **train** tasks (never test), chosen before any result: every episode trains all three tasks at
@@ -68,10 +69,18 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
     p.add_argument("--config", default=None, help="env config (default: the embedded one)")
     p.add_argument("--json", default=None, help="write every episode's accuracies here")
+    p.add_argument("--report", nargs="+", default=None, metavar="JSON",
+                   help="only print the tables of --json files (settings merged, in order)")
     args = p.parse_args(argv)
     segments = max(READ_AFTER)
     results: dict[str, dict[str, list[float]]] = {}
-    for name in args.settings:
+    if args.report:
+        for path in args.report:
+            with open(path) as f:
+                results.update(json.load(f))
+        args.settings = list(results)
+        args.seeds = sorted({int(k.rsplit("@", 1)[1]) for k in next(iter(results.values()))})
+    for name in [] if args.report else args.settings:
         env = gym.make("LoRATuneMultiTask-v0", config=args.config, episode_length=segments,
                        **SETTINGS[name])
         results[name] = {f"{'|'.join(t)}@{s}": run_episode(env, t, s, segments)

@@ -49,6 +49,8 @@ SKIPPED: dict[str, str] = {
 }
 """A README command that starts with or contains the key is not run, for the reason given."""
 PYTHON_SUBSTITUTIONS: tuple[tuple[str, str, str], ...] = (
+    ('gym.make("LoRATuneMultiTask-v0", shared_adapter=True', 'gym.make("LoRATuneMultiTask-v0", '
+     'config="tiny", task_split="all", shared_adapter=True', "three MiniLM tasks at reset"),
     ('gym.make("LoRATune-v0", episode_length=4', 'gym.make("LoRATune-v0", config="tiny", '
      'episode_length=4', "the MiniLM reset of that line loads a real corpus (tested in "
                          "tests/test_live_default.py)"),
@@ -130,6 +132,7 @@ def test_readme_commands_run_as_written(checkout):
 
 
 @pytest.mark.parametrize(("env_id", "expected"), [("LoRATune-v0", "val_accuracy"),
+                                                   ("LoRATuneMultiTask-v0", "synth-"),
                                                    ("LoRATuneLM-v0", "perplexity")])
 def test_readme_python_example_runs(checkout, env_id, expected):
     (code,) = [b for b in readme_blocks("python") if f'gym.make("{env_id}"' in b]
