@@ -209,3 +209,14 @@ def test_every_stated_observation_size_matches_the_space():
     assert found["LoRATuneReplay-v0"] and found["README.md"], found
     assert all(n == size for sizes in found.values() for n in sizes), (size, found)
     assert f"`Box(low, high, ({size},), float32)`" in LoRATuningEnv.__doc__
+
+
+def test_a_default_episode_prints_no_library_deprecation_warning():
+    """PEFT's read of transformers' deprecated attribute is filtered (`quiet_peft`)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        env = gym.make("LoRATune-v0", config=TINY)
+        env.reset(seed=0)
+        env.step(0)

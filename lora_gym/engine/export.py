@@ -39,6 +39,7 @@ from lora_gym.engine.models import (
     TINY_MODEL,
     load_base,
     portable_name,
+    quiet_peft,
     set_pad_token,
     setting_of,
 )
@@ -113,7 +114,8 @@ def export_adapter(net: nn.Module, config: EnvConfig, task, path: str | Path,
                                for x in _factors(layer, originals[name], config))
                    for name, layer in layers.items()}
     family = families.family_of(fresh.config)
-    peft_model = get_peft_model(fresh, _lora_config(factors, config, family))
+    with quiet_peft():
+        peft_model = get_peft_model(fresh, _lora_config(factors, config, family))
     base = portable_name(config.model)  # get_peft_model set the local path: name it portably
     peft_model.peft_config[lora.ADAPTER].base_model_name_or_path = base
     targets = {name: m for name, m in fresh.named_modules() if name in layers}
@@ -175,4 +177,5 @@ def load_adapter(path: str | Path):
             ignore_mismatched_sizes=True,  # a checkpoint's own head: replaced by the adapter's
             id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)})
         set_pad_token(base, tokenizer)  # a decoder: padded as in training
-    return PeftModel.from_pretrained(base, path).eval(), tokenizer, meta
+    with quiet_peft():
+        return PeftModel.from_pretrained(base, path).eval(), tokenizer, meta

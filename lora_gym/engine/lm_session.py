@@ -37,7 +37,7 @@ from lora_gym.core.schedules import lr_factor
 from lora_gym.engine import families
 from lora_gym.engine import resize as lora
 from lora_gym.engine.adapter import AdapterManager
-from lora_gym.engine.models import embedded_model_dir
+from lora_gym.engine.models import embedded_model_dir, quiet_peft
 from lora_gym.engine.monitor import GradientNorms, lora_stats
 from lora_gym.engine.session import SegmentResult, new_optimizer, placement
 from lora_gym.tasks.instructions import (
@@ -119,7 +119,8 @@ class LMSession:
             lora_dropout=config.lora_dropout, target_modules=list(self.targets),
             fan_in_fan_out=self.family.fan_in_fan_out)
         try:
-            self.model = get_peft_model(net, self.lora_config)
+            with quiet_peft():
+                self.model = get_peft_model(net, self.lora_config)
         except ValueError as err:
             raise ConfigError(f"`target_modules` {list(self.targets)} of model "
                               f"{config.model!r}: {err}") from None
@@ -280,7 +281,8 @@ class LMSession:
                             lora_dropout=self.config.lora_dropout,
                             target_modules=list(self.targets), rank_pattern=ranks,
                             fan_in_fan_out=self.family.fan_in_fan_out)
-        peft_model = get_peft_model(fresh, config)
+        with quiet_peft():
+            peft_model = get_peft_model(fresh, config)
         peft_model.peft_config[lora.ADAPTER].base_model_name_or_path = self.config.model
         targets = dict(fresh.named_modules())
         for name, layer in layers.items():
@@ -306,4 +308,5 @@ def load_lm_adapter(path: str | Path) -> tuple[Any, Any]:
     meta = json.loads((path / "lora_gym.json").read_text())
     base = copy.deepcopy(load_lm(meta["model"])[0])
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-    return PeftModel.from_pretrained(base, path).eval(), tokenizer
+    with quiet_peft():
+        return PeftModel.from_pretrained(base, path).eval(), tokenizer

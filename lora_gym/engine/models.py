@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.metadata
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +48,18 @@ def model_dir(model: str) -> Path:
         raise ConfigError(f"`model` must be {EMBEDDED_MODEL!r}, {TINY_MODEL!r} or a local Hugging "
                           f"Face model directory with a config.json, got {model!r}")
     return path
+
+
+@contextlib.contextmanager
+def quiet_peft():
+    """Silence PEFT's read of transformers' deprecated ``is_gradient_checkpointing``.
+
+    PEFT reads it whenever it wraps or loads a model; only that FutureWarning is filtered.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated",
+                                category=FutureWarning)
+        yield
 
 
 def set_pad_token(net: Any, tokenizer: Any) -> None:

@@ -26,6 +26,7 @@ import torch
 from lora_gym.core.config import EnvConfig
 from lora_gym.core.metrics import Metrics
 from lora_gym.engine import resize as lora
+from lora_gym.engine.models import quiet_peft
 from lora_gym.engine.projection import pcgrad, project_to_subspace
 from lora_gym.engine.session import FineTuneSession
 
@@ -66,7 +67,8 @@ class MultiTaskSession:
                             layers_to_transform=cfg.layers_to_transform,
                             layers_pattern=cfg.layers_pattern, fan_in_fan_out=cfg.fan_in_fan_out)
         for session in self.sessions:
-            session.model.add_adapter(SHARED, shared)
+            with quiet_peft():
+                session.model.add_adapter(SHARED, shared)
         for name, layer in first.adapter.layers.items():
             for session in self.sessions[1:]:
                 other = session.adapter.layers[name]

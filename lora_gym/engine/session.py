@@ -59,7 +59,7 @@ from lora_gym.engine import resize as lora
 from lora_gym.engine.adapter import AdapterManager, layer_index
 from lora_gym.engine.augment import augment
 from lora_gym.engine.encoding import EncodedSplit, collate, encode, encode_task, task_fingerprint
-from lora_gym.engine.models import load_base
+from lora_gym.engine.models import load_base, quiet_peft
 from lora_gym.engine.monitor import GradientNorms, lora_stats
 from lora_gym.engine.projection import project_to_subspace
 from lora_gym.engine.quantize import int8_base, int8_lora, quantize_frozen_linears
@@ -158,7 +158,8 @@ class FineTuneSession:
                     f"model {config.model!r} ({self.family.name} family: its attention's are "
                     f"{list(self.family.targets)})")
         try:
-            self.model = get_peft_model(net, peft_config)
+            with quiet_peft():
+                self.model = get_peft_model(net, peft_config)
         except ValueError as err:  # PEFT's own "target modules not found"
             raise ValueError(f"{no_match}: {err}") from None
         self.net = net  # the injected model itself: forward without the PEFT wrapper
