@@ -162,6 +162,10 @@ def test_misuse_names_the_fix():
         env.reset(seed=0, options={"task": "synth-a"})
     with pytest.raises(gym.error.ResetNeeded):
         make().step(np.zeros(4, dtype=np.int64))
+    from lora_gym.cli import compare
+
+    with pytest.raises(SystemExit, match="plays one task per episode"):
+        compare.main(["--env", "LoRATuneMultiTask-v0", "--env-kwargs", f"config:'{TINY}'"])
 
 
 def test_single_task_env_trains_with_subspace_projection():

@@ -97,6 +97,11 @@ def main(argv: list[str] | None = None) -> dict:
     Returns the summary (with ``--cost-weights``: ``{λ: summary}``).
     """
     args = parse_args(argv)
+    if args.env in lora_gym.MULTI_TASK_ENV_IDS:
+        raise SystemExit(f"{args.env} tunes several tasks per episode and `lora-gym compare` "
+                         "plays one task per episode: compare its settings with "
+                         "benchmarks/multi_task_projection.py, or evaluate an agent with "
+                         "train_agent.py's evaluation")
     env = grid_actions(gym.make(args.env, **args.env_kwargs))
     tasks = split_tasks(env, args.split)
     if not tasks:
