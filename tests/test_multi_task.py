@@ -147,6 +147,8 @@ def test_stop_divergence_and_reward():
 def test_misuse_names_the_fix():
     with pytest.raises(ValueError, match="pcgrad combines the tasks' gradients on the shared"):
         make(grad_projection="pcgrad")
+    with pytest.raises(ValueError, match="`extra_observations` is not supported"):
+        make(extra_observations=["effective_rank"])
     with pytest.raises(ConfigError, match=r"`grad_projection` must be one of \['none', "
                                           r"'subspace', 'pcgrad'\]"):
         resolve_config(TINY, grad_projection="svd")

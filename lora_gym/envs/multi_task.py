@@ -123,6 +123,11 @@ class LoRATuneMultiTaskEnv(LiveTuningEnv):
                 raise ValueError(f"`{name}` is a choice of LoRATune-v0's Discrete action; "
                                  f"{self.env_id} trains every task alike: leave it empty, got "
                                  f"{list(getattr(self.config, name))}")
+        for name in ("extra_observations", "report_wall_time"):
+            if getattr(self.config, name):
+                raise ValueError(f"`{name}` is not supported by {self.env_id} (its observation "
+                                 "and info are per task, without monitoring or wall time): "
+                                 f"leave it at its default, got {getattr(self.config, name)!r}")
         mt = self.config.multi_task
         if self.config.grad_projection == "pcgrad" and not mt.shared_adapter:
             raise ValueError("`grad_projection` pcgrad combines the tasks' gradients on the "
