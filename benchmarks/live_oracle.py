@@ -1,0 +1,101 @@
+r"""The per-task oracle on live fine-tunes, against the agent and best-static (issue 23).
+
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/live_oracle.py --store STORE \
+        --agent benchmarks/results/agents/issue23-long-s0/best_model.zip [--seeds 0] [--tasks ...]
+
+For every (test task, reset seed) whose **full live fixed-action sweep** the store holds
+(recorded with ``lora-gym record --policy grid --split test``: every action of the grid trained
+to the end of the episode), the oracle is the best (action, segments) pair *for that very
+episode*: the fixed action played for T segments, then stop -- chosen in hindsight on the episode
+it is scored on, so an upper bound of any static schedule. The agent and best-static (rank 4,
+lr 3e-3, 3 segments: the train-split choice of the live benchmark) are replayed from the same
+store with ``miss="raise"``: every step they take must be a recorded live step.
+
+Prints per episode and on average: return, final accuracy and cost of the three, and the agent's
+final accuracy as a share of the oracle's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+
+import gymnasium as gym
+
+import lora_gym  # noqa: F401
+from lora_gym.core.config import resolve_config
+from lora_gym.policies import SB3Policy
+from lora_gym.policies.runner import run_episode
+from lora_gym.replay.index import TableMiss
+from lora_gym.replay.recording import episode_seed
+
+BEST_STATIC = (4, 3.0e-3, "hidden_noise", 3)
+"""(rank, lr, augmentation, segments) of the live benchmark's best-static (chosen on train)."""
+
+
+def fixed_returns(env, task: str, seed: int, action: int) -> list[tuple[float, float, float]]:
+    """``(return, final accuracy, cost)`` after 1..T segments of `action` (stop right after)."""
+    _, info = env.reset(options={"task": task, "episode_seed": episode_seed(seed)})
+    ret, out = 0.0, []
+    for _ in range(env.unwrapped.config.episode_length):
+        _, reward, terminated, _, info = env.step(action)
+        ret += reward
+        acc = info["metrics"]["accuracy"]
+        out.append((ret, 0.0 if acc is None else acc, info["cost_so_far"]))
+        if terminated:
+            break
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Score the oracle, the agent and best-static on every fully swept episode."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--store", required=True)
+    p.add_argument("--agent", required=True)
+    p.add_argument("--algo", default="ppo")
+    p.add_argument("--config", default=None)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--tasks", nargs="*", default=None, help="default: every test task")
+    args = p.parse_args(argv)
+    config = resolve_config(args.config, task_split="test")
+    env = gym.make("LoRATuneReplay-v0", config=config, store=args.store, miss="raise",
+                   disable_env_checker=True)
+    base = env.unwrapped
+    tasks = args.tasks or list(base.recorded_tasks)
+    grid = base.grid
+    actions = [a for a in range(len(grid)) if not grid.is_stop(a)]
+    agent = SB3Policy.load(args.agent, args.algo, name="agent")
+    rank, lr, aug, segments = BEST_STATIC
+    static_action = next(a for a in actions if grid.decode(a) == (rank, lr)
+                         and grid.augmentation_of(a) == aug)
+    rows = []
+    for task in tasks:
+        for seed in args.seeds:
+            try:
+                sweeps = {a: fixed_returns(env, task, seed, a) for a in actions}
+            except TableMiss:
+                continue  # not fully swept: skipped
+            oracle = max((r for runs in sweeps.values() for r in runs), key=lambda r: r[0])
+            static = sweeps[static_action][min(segments, len(sweeps[static_action])) - 1]
+            try:
+                res = run_episode(env, agent, task, seed, episode_seed=episode_seed(seed))
+            except TableMiss:
+                continue
+            rows.append((task, seed, oracle, static,
+                         (res.episode_return, res.final_accuracy, res.total_cost)))
+    if not rows:
+        raise SystemExit(f"no fully swept episode of {tasks} x seeds {args.seeds} in the store")
+    print(f"{len(rows)} episode(s) with a full live fixed-action sweep ({len(actions)} actions x "
+          f"up to {config.episode_length} segments), λ = {config.cost_weight}\n")
+    print("| task | seed | oracle ret / acc / cost | best-static | agent | agent acc / oracle |")
+    print("|---|---|---|---|---|---|")
+    for task, seed, o, s, a in rows:
+        cells = " | ".join(f"{x[0]:.3f} / {x[1]:.3f} / {x[2]:.2f}" for x in (o, s, a))
+        print(f"| {task} | {seed} | {cells} | {a[1] / o[1]:.3f} |")
+    mean = [tuple(statistics.fmean(r[i][j] for r in rows) for j in range(3)) for i in (2, 3, 4)]
+    cells = " | ".join(f"{x[0]:.3f} / {x[1]:.3f} / {x[2]:.2f}" for x in mean)
+    print(f"| **mean** | | {cells} | {mean[2][1] / mean[0][1]:.3f} |")
+
+
+if __name__ == "__main__":
+    main()
