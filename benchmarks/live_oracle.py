@@ -29,7 +29,7 @@ from lora_gym.policies.runner import run_episode
 from lora_gym.replay.index import TableMiss
 from lora_gym.replay.recording import episode_seed
 
-BEST_STATIC = (4, 3.0e-3, "hidden_noise", 3)
+BEST_STATIC = (4, 3.0e-3, "none", 3)
 """(rank, lr, augmentation, segments) of the live benchmark's best-static (chosen on train)."""
 
 
