@@ -33,13 +33,12 @@ import torch.nn.functional as F
 from lora_gym.core.errors import ConfigError
 from lora_gym.core.lm_config import LM_MODELS, LMConfig
 from lora_gym.core.metrics import LMMetrics
-from lora_gym.core.schedules import lr_factor
 from lora_gym.engine import families
 from lora_gym.engine import resize as lora
 from lora_gym.engine.adapter import AdapterManager
 from lora_gym.engine.models import embedded_model_dir, quiet_peft
 from lora_gym.engine.monitor import GradientNorms, lora_stats
-from lora_gym.engine.session import SegmentResult, new_optimizer, placement
+from lora_gym.engine.session import SegmentResult, new_optimizer, placement, schedule_lr
 from lora_gym.tasks.instructions import (
     IGNORE_INDEX,
     LMTaskData,
@@ -214,9 +213,7 @@ class LMSession:
             with torch.random.fork_rng(devices=[]):
                 torch.set_rng_state(self._dropout_state)
                 for step in range(steps):
-                    for group in self.optimizer.param_groups:
-                        group["lr"] = lr * lr_factor(self.config.lr_schedule, step, steps,
-                                                     self.config.lr_warmup)
+                    schedule_lr(self.optimizer, self.config, lr, step, steps)
                     total = 0.0
                     for _ in range(accum):
                         loss, _, _, n_tokens = self._loss(self._next_batch())

@@ -28,7 +28,7 @@ from lora_gym.core.metrics import Metrics
 from lora_gym.engine import resize as lora
 from lora_gym.engine.models import quiet_peft
 from lora_gym.engine.projection import pcgrad, project_to_subspace
-from lora_gym.engine.session import FineTuneSession
+from lora_gym.engine.session import FineTuneSession, schedule_lr
 
 SHARED = "shared"
 """The PEFT adapter name of the shared adapter."""
@@ -150,8 +150,6 @@ class MultiTaskSession:
         return flat
 
     def _shared_step(self, grads: list[torch.Tensor], lr: float, step: int, steps: int) -> None:
-        from lora_gym.core.schedules import lr_factor
-
         if self.config.grad_projection == "pcgrad":
             combined = pcgrad(grads, self._rng)
         else:
@@ -164,9 +162,7 @@ class MultiTaskSession:
             project_to_subspace(self._shared_layers, self.config.projection_dim, SHARED)
         if self.config.max_grad_norm:
             torch.nn.utils.clip_grad_norm_(self.shared_params, self.config.max_grad_norm)
-        for group in self.shared_optimizer.param_groups:
-            group["lr"] = lr * lr_factor(self.config.lr_schedule, step, steps,
-                                         self.config.lr_warmup)
+        schedule_lr(self.shared_optimizer, self.config, lr, step, steps)
         self.shared_optimizer.step()
         self.shared_optimizer.zero_grad(set_to_none=True)
 

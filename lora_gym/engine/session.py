@@ -130,6 +130,14 @@ def new_optimizer(net: nn.Module, config, carry_from: torch.optim.Optimizer | No
     return opt
 
 
+def schedule_lr(optimizer: torch.optim.Optimizer, config, lr: float, step: int,
+                steps: int) -> None:
+    """Set `optimizer`'s lr for `step` of a `steps`-step segment at `lr` (``lr_schedule``)."""
+    factor = lr_factor(config.lr_schedule, step, steps, config.lr_warmup)
+    for group in optimizer.param_groups:
+        group["lr"] = lr * factor
+
+
 class FineTuneSession:
     """Live LoRA fine-tuning of one base model, reused across episodes and tasks."""
 
@@ -368,9 +376,7 @@ class FineTuneSession:
 
     def set_lr(self, lr: float, step: int, steps: int) -> None:
         """The optimizer's lr at `step` of a `steps`-step segment at `lr` (``lr_schedule``)."""
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr * lr_factor(self.config.lr_schedule, step, steps,
-                                         self.config.lr_warmup)
+        schedule_lr(self.optimizer, self.config, lr, step, steps)
 
     def backward(self, kind: str) -> tuple[float | None, int]:
         """Loss and gradients of the next training batch: ``(loss, tokens)``.
