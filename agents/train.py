@@ -26,6 +26,7 @@ from pathlib import Path
 import yaml
 from lora_gym_agents.algos import ALGOS, check_action_space
 from lora_gym_agents.curriculum import CurriculumCallback, CurriculumEnv, load_curriculum
+from lora_gym_agents.features import resolve_policy_kwargs
 
 import lora_gym  # noqa: F401 - registers the env ids
 from lora_gym.core.parsing import StoreDict, int_at_least
@@ -166,6 +167,8 @@ def _train(args: argparse.Namespace) -> Path:
     normalize = hyperparams.get("normalize", False)
     policy = hyperparams.get("policy", "MlpPolicy")
     algo_kwargs = {k: v for k, v in hyperparams.items() if k not in SPECIAL_KEYS}
+    if "policy_kwargs" in algo_kwargs:
+        algo_kwargs["policy_kwargs"] = resolve_policy_kwargs(algo_kwargs["policy_kwargs"])
     os.environ[N_ENVS_VAR] = str(n_envs)  # each env process takes its share of the cores
 
     run_dir = next_run_dir(args.log_folder, args.algo, args.env)

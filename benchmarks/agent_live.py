@@ -13,6 +13,11 @@ On the test split, live, every method plays the same (task, reset seed) episodes
 * Optuna TPE over action sequences with ``--optuna-trials`` live episodes per test task (its
   own search seed), then its best sequence.
 
+``--agents NAME=ZIP ...`` adds agents (each paired with best-static and patience);
+``--methods best-static patience`` plays only those baselines; ``--first-seed 3 --seeds 3``
+plays reset seeds 3-5 (more episodes for the same tasks); ``--split val`` plays the val split
+live, to choose between agents without looking at the test split.
+
 Every live step goes through `LoRATuneReplay-v0` with ``miss="live"`` on ``--store`` (which
 starts as a copy of the shipped table): steps already recorded are served from it and the rest
 run live and are recorded, so a rerun is cheap. The benchmark prints:
@@ -56,14 +61,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="store of the simulator for sim-to-real (default: the shipped table with "
                         "only the resets of the benchmark's tasks, none of their steps)")
     p.add_argument("--seeds", type=int, default=3, help="reset seeds per test task")
+    p.add_argument("--first-seed", type=int, default=0, help="reset seeds start here")
     p.add_argument("--optuna-trials", type=int, default=16, help="live Optuna episodes per task")
     p.add_argument("--tasks", nargs="*", default=None, help="only these test tasks")
+    p.add_argument("--split", default="test", choices=("test", "val"),
+                   help="the split played live (val: to choose between agents, never test)")
+    p.add_argument("--agents", nargs="*", default=[], metavar="NAME=ZIP",
+                   help="more agents, each compared to best-static and patience")
+    p.add_argument("--methods", nargs="*", default=list(BASELINES), choices=BASELINES,
+                   help="the baselines to play (best-static and patience at least)")
     p.add_argument("--out", default="results/agent_live", help="output folder")
     args = p.parse_args(argv)
     if args.seeds < 1:
         p.error(f"--seeds must be >= 1, got {args.seeds}")
     if args.optuna_trials < 0:
         p.error(f"--optuna-trials must be >= 0, got {args.optuna_trials}")
+    if not {"best-static", "patience"} <= set(args.methods):
+        p.error(f"--methods must include best-static and patience, got {args.methods}")
+    if any("=" not in a for a in args.agents):
+        p.error(f"--agents takes NAME=ZIP items, got {args.agents}")
     return args
 
 
@@ -73,7 +89,7 @@ def build_policies(args, config, live, tasks: list[str], seeds: list[int]) -> di
                          store=args.simulator, miss="surrogate", disable_env_checker=True)
     ctx = PolicyContext.of(config, env=simulator, tasks=tuple(tasks), seeds=tuple(seeds),
                            static_search=train_grid)
-    policies = {name: make_policies([name], ctx)[0] for name in BASELINES}
+    policies = {name: make_policies([name], ctx)[0] for name in args.methods}
     if args.optuna_trials > 0:
         live_ctx = PolicyContext.of(config, env=live, tasks=tuple(tasks), seeds=tuple(seeds))
         trials = live_ctx.grid.n_pairs
@@ -81,6 +97,9 @@ def build_policies(args, config, live, tasks: list[str], seeds: list[int]) -> di
             raise SystemExit(f"--optuna-trials must equal the grid's {trials} (rank, lr) pairs")
         policies["optuna"] = make_policies(["optuna"], live_ctx)[0]
     policies["agent"] = SB3Policy.load(args.agent, args.algo, name="agent")
+    for item in args.agents:
+        name, _, path = item.partition("=")
+        policies[name] = SB3Policy.load(path, args.algo, name=name)
     for name, policy in policies.items():
         policy.name = name
     return policies
@@ -123,23 +142,24 @@ def sim_to_real(config, simulator: str | None, policies: dict, results) -> dict:
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
-    config = resolve_config(args.config, task_split="test")
+    config = resolve_config(args.config, task_split=args.split)
     init_store(Path(args.store), config)
     live = gym.make("LoRATuneReplay-v0", config=config, store=args.store, miss="live",
                     episode_seeds="live", disable_env_checker=True)
-    tasks = args.tasks or [t.name for t in live.unwrapped.task_set.tasks("test")]
-    seeds = list(range(args.seeds))
+    tasks = args.tasks or [t.name for t in live.unwrapped.task_set.tasks(args.split)]
+    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     policies = build_policies(args, config, live, tasks, seeds)
     results = evaluate(live, policies, tasks, seeds)
     summary = report.summarise(results, None)
-    paired = report.paired_differences(results, ["agent"])
+    paired = report.paired_differences(results, ["agent", *(a.partition("=")[0]
+                                                            for a in args.agents)])
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     simulator = args.simulator or str(unseen_simulator(config, Path(args.store), tasks,
                                                        out / "simulator.sqlite"))
     s2r = sim_to_real(config, simulator, policies, results)
     table = f"{report.markdown_table(summary)}\n\n{report.paired_table(paired)}"
-    text = (f"{len(tasks)} test task(s) {tasks} x {len(seeds)} seed(s), live "
+    text = (f"{len(tasks)} {args.split} task(s) {tasks} x {len(seeds)} seed(s), live "
             f"(store {args.store}; sources {live.unwrapped.source_counts})\n\n{table}\n\n"
             f"sim-to-real over {s2r['episodes']} episodes: {format_summary(s2r)}")
     print(text)

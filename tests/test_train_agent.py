@@ -110,3 +110,50 @@ def test_live_check_separates_consistency_from_sim_to_real():
     text = live_check_summary(held + off)
     assert "sim-to-real (2 episode(s) with steps off the table" in text
     assert "replay consistency check (3 episode(s) fully in the table)" in text
+
+
+def test_live_benchmark_extra_agents_and_fewer_baselines(trained, tmp_path):
+    agent = trained / "ppo" / "LoRATune-v0_1" / "LoRATune-v0.zip"
+    best = trained / "ppo" / "LoRATune-v0_1" / "best_model.zip"
+    run("benchmarks/agent_live.py", "--agent", str(agent), "--agents", f"best={best}",
+        "--methods", "best-static", "patience", "--config", TINY, "--store",
+        str(tmp_path / "live.sqlite"), "--seeds", "1", "--first-seed", "1", "--optuna-trials", "0",
+        "--out", str(tmp_path / "out"))
+    result = json.loads((tmp_path / "out" / "agent_live.json").read_text())
+    assert set(result["summary"]) == {"agent", "best", "best-static", "patience"}
+    assert result["seeds"] == [1]
+    assert set(result["paired"]) == {"agent - best-static", "agent - patience",
+                                     "best - best-static", "best - patience"}
+
+
+def test_task_blind_agent_trains_and_loads(tmp_path):
+    """A policy_kwargs extractor given as a "module:Name" string trains, saves and acts."""
+    from lora_gym.policies import SB3Policy
+
+    kwargs = {"net_arch": [8], "features_extractor_class":
+              "lora_gym_agents.features:ObservationSubset",
+              "features_extractor_kwargs": {"drop": ["log10_train_size", "label_entropy"]}}
+    run("train_agent.py", "--env", "LoRATuneReplay-v0", *TINY_KWARGS, "-n", "256", "-f",
+        str(tmp_path), "--eval-freq", "0", "--verbose", "0", "-params", "n_steps:32",
+        "n_envs:2", "batch_size:32", f"policy_kwargs:{kwargs!r}")
+    policy = SB3Policy.load(tmp_path / "ppo" / "LoRATuneReplay-v0_1" / "LoRATuneReplay-v0.zip")
+    extractor = policy.model.policy.features_extractor
+    assert extractor.features_dim == 14
+    obs = np.zeros(16, dtype=np.float32)
+    assert 0 <= policy.act(obs) < policy.model.action_space.n
+
+
+def test_live_oracle_in_hindsight_and_out_of_sample(trained, tmp_path):
+    """The oracle from a recorded fixed-action sweep, then played live on another reset seed."""
+    store = str(tmp_path / "sweep.sqlite")
+    run("-m", "lora_gym", "record", "--config", TINY, "--store", store, "--policy", "grid",
+        "--split", "test", "--seeds", "1", "--quiet")
+    agent = trained / "ppo" / "LoRATune-v0_1" / "LoRATune-v0.zip"
+    out = run("benchmarks/live_oracle.py", "--config", TINY, "--store", store, "--agent",
+              str(agent), "--best-static", "2,0.01,none,2", "--score-seeds", "1").stdout
+    assert "1 episode(s) with a full live fixed-action sweep (6 actions x up to 3 segments)" in out
+    assert "| synth-c | 0 |" in out and "| synth-c | 1 | r" in out
+    assert "agent final accuracy / out-of-sample oracle's:" in out
+    rerun = run("benchmarks/live_oracle.py", "--config", TINY, "--store", store, "--agent",
+                str(agent), "--best-static", "2,0.01,none,2", "--score-seeds", "1").stdout
+    assert "'live': 0" in rerun  # the out-of-sample episodes were recorded
