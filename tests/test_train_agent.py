@@ -157,3 +157,24 @@ def test_live_oracle_in_hindsight_and_out_of_sample(trained, tmp_path):
     rerun = run("benchmarks/live_oracle.py", "--config", TINY, "--store", store, "--agent",
                 str(agent), "--best-static", "2,0.01,none,2", "--score-seeds", "1").stdout
     assert "'live': 0" in rerun  # the out-of-sample episodes were recorded
+
+
+def test_corpus_holdout_trains_on_the_other_corpora(tmp_path):
+    """Leave-one-corpus-out: every fold and candidate scored against best-static."""
+    out = run("benchmarks/corpus_holdout.py", "--config", TINY, "--timesteps", "128",
+              "--eval-seeds", "1", "--out", str(tmp_path)).stdout
+    rows = json.loads((tmp_path / "holdout.json").read_text())
+    assert [(r["held_out"], r["candidate"]) for r in rows] == [
+        ("synth-a", "agent"), ("synth-a", "task-blind"),
+        ("synth-b", "agent"), ("synth-b", "task-blind")]
+    assert all(r["episodes"] == 1 for r in rows)
+    assert "| **all folds** | agent |" in out
+
+
+def test_task_subset_resets_only_to_its_tasks():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import gymnasium as gym
+    from corpus_holdout import TaskSubset
+
+    env = TaskSubset(gym.make("LoRATuneReplay-v0", config=TINY, miss="raise"), ["synth-b"])
+    assert {env.reset(seed=s)[1]["task"] for s in range(6)} == {"synth-b"}
