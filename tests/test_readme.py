@@ -37,6 +37,8 @@ SUBSTITUTIONS: tuple[tuple[str, str, str], ...] = (
      "live LM steps for the replay's misses"),
     ("--agent logs/ppo/LoRATune-v0_1/best_model.zip", "--config tiny "
      "--agent logs/ppo/LoRATune-v0_1/best_model.zip", "the agent above was trained on tiny"),
+    ("--candidates agent task-blind --ppo-seeds 2", "--candidates agent task-blind --config tiny "
+     "--timesteps 128 --eval-seeds 1", "8 PPO runs of 200k replay steps on the default table"),
 )
 """(README text, what runs instead, why): budgets that would take minutes, shrunk."""
 SKIPPED: dict[str, str] = {
