@@ -72,14 +72,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="the baselines to play (best-static and patience at least)")
     p.add_argument("--out", default="results/agent_live", help="output folder")
     args = p.parse_args(argv)
-    if args.seeds < 1:
-        p.error(f"--seeds must be >= 1, got {args.seeds}")
+    if args.seeds < 1 or args.first_seed < 0:
+        p.error(f"--seeds must be >= 1 and --first-seed >= 0, got {args.seeds}, "
+                f"{args.first_seed}")
     if args.optuna_trials < 0:
         p.error(f"--optuna-trials must be >= 0, got {args.optuna_trials}")
     if not {"best-static", "patience"} <= set(args.methods):
         p.error(f"--methods must include best-static and patience, got {args.methods}")
-    if any("=" not in a for a in args.agents):
-        p.error(f"--agents takes NAME=ZIP items, got {args.agents}")
+    names = [a.partition("=")[0] for a in args.agents]
+    if any("=" not in a for a in args.agents) or set(names) & {"agent", *BASELINES, "optuna"}:
+        p.error(f"--agents takes NAME=ZIP items whose names are not a method's, got {args.agents}")
     return args
 
 

@@ -42,10 +42,15 @@ from lora_gym.policies.search import SEARCH_SEED, best_triple, static_policy
 
 CANDIDATES: dict[str, dict] = {
     "agent": {},
-    "task-blind": {"features_extractor_class": "lora_gym_agents.features:ObservationSubset",
-                   "features_extractor_kwargs": {"drop": list(TASK_FEATURE_NAMES)}},
+    "task-blind": {"policy_kwargs": {
+        "features_extractor_class": "lora_gym_agents.features:ObservationSubset",
+        "features_extractor_kwargs": {"drop": list(TASK_FEATURE_NAMES)}}},
+    "small-net": {"policy_kwargs": {"net_arch": [16]}},
+    "short": {"n_timesteps": 50_000},
+    "high-entropy": {"ent_coef": 0.05},
+    "gamma1": {"gamma": 1.0},
 }
-"""Candidate -> extra ``policy_kwargs`` on top of ppo.yml's ``LoRATuneReplay-v0`` section."""
+"""Candidate -> overrides of ppo.yml's ``LoRATuneReplay-v0`` section (``policy_kwargs`` merged)."""
 
 
 class TaskSubset(gym.Wrapper):
@@ -63,20 +68,20 @@ class TaskSubset(gym.Wrapper):
         return self.env.reset(seed=seed, options={**(options or {}), "task": task})
 
 
-def train_ppo(config, tasks: list[str], extra_policy_kwargs: dict, seed: int,
-              timesteps: int | None):
-    """PPO with ppo.yml's replay hyperparameters on `tasks`; an `SB3Policy` of the final model."""
+def train_ppo(config, tasks: list[str], overrides: dict, seed: int, timesteps: int | None):
+    """PPO with ppo.yml's replay hyperparameters plus `overrides` on `tasks`; an `SB3Policy`."""
     from lora_gym_agents.features import resolve_policy_kwargs
     from stable_baselines3 import PPO
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.vec_env import VecNormalize
 
     hp = dict(yaml.safe_load((configs_dir() / "ppo.yml").read_text())["LoRATuneReplay-v0"])
+    policy_kwargs = {**hp.get("policy_kwargs", {}), **overrides.get("policy_kwargs", {})}
+    hp.update({k: v for k, v in overrides.items() if k != "policy_kwargs"})
     n = timesteps or int(hp.pop("n_timesteps"))
     hp.pop("n_timesteps", None)
     n_envs, normalize, policy = hp.pop("n_envs"), hp.pop("normalize"), hp.pop("policy")
-    hp["policy_kwargs"] = resolve_policy_kwargs({**hp.get("policy_kwargs", {}),
-                                                 **extra_policy_kwargs})
+    hp["policy_kwargs"] = resolve_policy_kwargs(policy_kwargs)
     venv = make_vec_env(lambda: TaskSubset(gym.make("LoRATuneReplay-v0", config=config,
                                                     disable_env_checker=True), tasks),
                         n_envs=n_envs, seed=seed)
@@ -90,7 +95,8 @@ def train_ppo(config, tasks: list[str], extra_policy_kwargs: dict, seed: int,
 def main(argv: list[str] | None = None) -> dict:
     """Every fold, every candidate: train, score against best-static, print the table."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--candidates", nargs="+", default=list(CANDIDATES), choices=list(CANDIDATES))
+    p.add_argument("--candidates", nargs="+", default=["agent", "task-blind"],
+                   choices=list(CANDIDATES))
     p.add_argument("--ppo-seeds", type=int, default=1)
     p.add_argument("--eval-seeds", type=int, default=5)
     p.add_argument("--timesteps", type=int, default=None, help="default: ppo.yml's")
