@@ -71,6 +71,7 @@ class TaskSubset(gym.Wrapper):
 def train_ppo(config, tasks: list[str], overrides: dict, seed: int, timesteps: int | None):
     """PPO with ppo.yml's replay hyperparameters plus `overrides` on `tasks`; an `SB3Policy`."""
     from lora_gym_agents.features import resolve_policy_kwargs
+    from lora_gym_agents.train import SPECIAL_KEYS
     from stable_baselines3 import PPO
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.vec_env import VecNormalize
@@ -78,9 +79,9 @@ def train_ppo(config, tasks: list[str], overrides: dict, seed: int, timesteps: i
     hp = dict(yaml.safe_load((configs_dir() / "ppo.yml").read_text())["LoRATuneReplay-v0"])
     policy_kwargs = {**hp.get("policy_kwargs", {}), **overrides.get("policy_kwargs", {})}
     hp.update({k: v for k, v in overrides.items() if k != "policy_kwargs"})
-    n = timesteps or int(hp.pop("n_timesteps"))
-    hp.pop("n_timesteps", None)
-    n_envs, normalize, policy = hp.pop("n_envs"), hp.pop("normalize"), hp.pop("policy")
+    n = timesteps or int(hp["n_timesteps"])
+    n_envs, normalize, policy = hp["n_envs"], hp["normalize"], hp["policy"]
+    hp = {k: v for k, v in hp.items() if k not in SPECIAL_KEYS}
     hp["policy_kwargs"] = resolve_policy_kwargs(policy_kwargs)
     venv = make_vec_env(lambda: TaskSubset(gym.make("LoRATuneReplay-v0", config=config,
                                                     disable_env_checker=True), tasks),

@@ -55,6 +55,17 @@ def fixed_returns(env, task: str, seed: int, action: int,
     return out
 
 
+def means(rows) -> list[tuple[float, float, float]]:
+    """Per method (column of `rows`), the mean ``(return, final accuracy, cost)``."""
+    return [tuple(statistics.fmean(r[i][j] for r in rows) for j in range(3))
+            for i in range(len(rows[0]))]
+
+
+def cells(triples) -> str:
+    """``return / accuracy / cost`` table cells of several methods."""
+    return " | ".join(f"{x[0]:.3f} / {x[1]:.3f} / {x[2]:.2f}" for x in triples)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Score the oracle, the agent and best-static on every fully swept episode."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -88,7 +99,9 @@ def main(argv: list[str] | None = None) -> None:
                 sweeps = {a: fixed_returns(env, task, seed, a) for a in actions}
             except TableMiss:
                 continue  # not fully swept: skipped
-            oracle = max((r for runs in sweeps.values() for r in runs), key=lambda r: r[0])
+            action, t = max(((a, t) for a, runs in sweeps.items() for t in range(len(runs))),
+                            key=lambda p: sweeps[p[0]][p[1]][0])
+            oracle = sweeps[action][t]
             static = sweeps[static_action][min(segments, len(sweeps[static_action])) - 1]
             try:
                 res = run_episode(env, agent, task, seed, episode_seed=episode_seed(seed))
@@ -96,8 +109,7 @@ def main(argv: list[str] | None = None) -> None:
                 continue
             rows.append((task, seed, oracle, static,
                          (res.episode_return, res.final_accuracy, res.total_cost)))
-            choice[task] = max(((a, t + 1) for a, runs in sweeps.items()
-                                for t in range(len(runs))), key=lambda p: sweeps[p[0]][p[1] - 1][0])
+            choice[task] = (action, t + 1)  # (action, segments): played on --score-seeds
     if not rows:
         raise SystemExit(f"no fully swept episode of {tasks} x seeds {args.seeds} in the store")
     print(f"{len(rows)} episode(s) with a full live fixed-action sweep ({len(actions)} actions x "
@@ -105,11 +117,9 @@ def main(argv: list[str] | None = None) -> None:
     print("| task | seed | oracle ret / acc / cost | best-static | agent | agent acc / oracle |")
     print("|---|---|---|---|---|---|")
     for task, seed, o, s, a in rows:
-        cells = " | ".join(f"{x[0]:.3f} / {x[1]:.3f} / {x[2]:.2f}" for x in (o, s, a))
-        print(f"| {task} | {seed} | {cells} | {a[1] / o[1]:.3f} |")
-    mean = [tuple(statistics.fmean(r[i][j] for r in rows) for j in range(3)) for i in (2, 3, 4)]
-    cells = " | ".join(f"{x[0]:.3f} / {x[1]:.3f} / {x[2]:.2f}" for x in mean)
-    print(f"| **mean** | | {cells} | {mean[2][1] / mean[0][1]:.3f} |")
+        print(f"| {task} | {seed} | {cells((o, s, a))} | {a[1] / o[1]:.3f} |")
+    mean = means([r[2:] for r in rows])
+    print(f"| **mean** | | {cells(mean)} | {mean[2][1] / mean[0][1]:.3f} |")
     if args.score_seeds:
         out_of_sample(config, args.store, agent, choice, static_action, segments, args.score_seeds)
 
@@ -133,12 +143,10 @@ def out_of_sample(config, store: str, agent, choice: dict, static_action: int, s
             a = (res.episode_return, res.final_accuracy, res.total_cost)
             rows.append((o, s, a))
             rank, lr = grid.decode(action)
-            cells = " | ".join(f"{x[0]:.3f} / {x[1]:.3f} / {x[2]:.2f}" for x in (o, s, a))
             print(f"| {task} | {seed} | r{rank}, lr {lr:g}, {grid.augmentation_of(action)}, "
-                  f"{n} seg | {cells} |")
-    mean = [tuple(statistics.fmean(r[i][j] for r in rows) for j in range(3)) for i in range(3)]
-    cells = " | ".join(f"{x[0]:.3f} / {x[1]:.3f} / {x[2]:.2f}" for x in mean)
-    print(f"| **mean** | | | {cells} |")
+                  f"{n} seg | {cells((o, s, a))} |")
+    mean = means(rows)
+    print(f"| **mean** | | | {cells(mean)} |")
     print(f"\nagent final accuracy / out-of-sample oracle's: {mean[2][1] / mean[0][1]:.3f} at "
           f"{mean[2][2] / mean[0][2]:.2f}x its cost; best-static {mean[1][1] / mean[0][1]:.3f} at "
           f"{mean[1][2] / mean[0][2]:.2f}x; env sources {env.unwrapped.source_counts}")
