@@ -400,3 +400,20 @@ def test_replay_check_envs_and_bad_arguments(lm_store, task_set_file, tmp_path):
         make_replay(task_set_file, store, miss="surrogate")
     with pytest.raises(LookupError, match="no rows for model"):
         make_replay(task_set_file, store, max_length=32)  # another outcome config
+
+
+def test_compare_plays_the_lm_env(task_set_file, tmp_path):
+    """`lora-gym compare --env LoRATuneLM-v0`: every method on the same causal-LM episodes."""
+    from lora_gym.cli import compare
+
+    summary = compare.main(["--env", "LoRATuneLM-v0", "--env-kwargs",
+                            *(f"{k}:{v}" for k, v in SMALL.items()), f"task_set:{task_set_file}",
+                            "--split", "train", "--seeds", "1", "--methods", "default", "random",
+                            "schedule", "--out", str(tmp_path), "--no-progress"])
+    assert set(summary) == {"default", "random", "schedule"}
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["env"] == "LoRATuneLM-v0" and results["tasks"] == ["colours", "chat"]
+    assert len(results["episodes"]) == 3 * 2
+    for episode in results["episodes"]:  # every method trains all 3 segments (none stops)
+        assert episode["steps"] == SMALL["episode_length"]
+        assert 0.0 <= episode["final_accuracy"] <= 1.0
