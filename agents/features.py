@@ -20,7 +20,11 @@ import gymnasium as gym
 import torch
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 
-from lora_gym.core.observation import OBSERVATION_NAMES
+from lora_gym.core.observation import OBSERVATION_NAMES, TASK_FEATURE_NAMES
+
+TASK_BLIND: dict = {"features_extractor_class": "lora_gym_agents.features:ObservationSubset",
+                    "features_extractor_kwargs": {"drop": list(TASK_FEATURE_NAMES)}}
+"""``policy_kwargs`` entries of a task-blind policy (as ppo.yml or ``-params`` would write them)."""
 
 
 class ObservationSubset(BaseFeaturesExtractor):

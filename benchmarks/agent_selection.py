@@ -20,9 +20,9 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from lora_gym_agents.features import TASK_BLIND
 
 from lora_gym.cli import compare
-from lora_gym.core.observation import TASK_FEATURE_NAMES
 
 ROOT = Path(__file__).resolve().parent.parent
 CANDIDATES: dict[str, dict[str, list[str]]] = {
@@ -34,9 +34,7 @@ CANDIDATES: dict[str, dict[str, list[str]]] = {
     # task-blind: the policy sees the fine-tune's curve, not the task's features (whose held-out
     # corpora lie outside the train range: the live benchmark's agent lost most on trec-questions)
     "long-taskblind": {"params": ["n_timesteps:200000", "policy_kwargs:" + repr({
-        "net_arch": [64, 64],
-        "features_extractor_class": "lora_gym_agents.features:ObservationSubset",
-        "features_extractor_kwargs": {"drop": list(TASK_FEATURE_NAMES)}})], "env": []},
+        "net_arch": [64, 64], **TASK_BLIND})], "env": []},
 }
 """Candidate settings: ``-params`` overrides of ``envs_configs/ppo.yml`` and ``--env-kwargs``."""
 

@@ -29,10 +29,10 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import yaml
+from lora_gym_agents.features import TASK_BLIND
 
 import lora_gym  # noqa: F401
 from lora_gym.core.config import resolve_config
-from lora_gym.core.observation import TASK_FEATURE_NAMES
 from lora_gym.core.paths import configs_dir
 from lora_gym.policies import PolicyContext, SB3Policy
 from lora_gym.policies.evaluate import fixed_action_returns
@@ -42,9 +42,7 @@ from lora_gym.policies.search import SEARCH_SEED, best_triple, static_policy
 
 CANDIDATES: dict[str, dict] = {
     "agent": {},
-    "task-blind": {"policy_kwargs": {
-        "features_extractor_class": "lora_gym_agents.features:ObservationSubset",
-        "features_extractor_kwargs": {"drop": list(TASK_FEATURE_NAMES)}}},
+    "task-blind": {"policy_kwargs": TASK_BLIND},
     "small-net": {"policy_kwargs": {"net_arch": [16]}},
     "short": {"n_timesteps": 50_000},
     "high-entropy": {"ent_coef": 0.05},
@@ -115,14 +113,13 @@ def main(argv: list[str] | None = None) -> dict:
         raise SystemExit(f"leaving a corpus out needs >= 2 train corpora, got {corpora}")
     grid = fixed_action_returns(env, tasks, [SEARCH_SEED], progress=False)
     ctx = PolicyContext.of(base.config)
-    ctx_grid = ctx.grid
     seeds = list(range(args.eval_seeds))
     rows, pooled = [], {c: [] for c in args.candidates}
     for held in corpora:
         train = [t for t in tasks if corpus[t] != held]
         test = [t for t in tasks if corpus[t] == held]
-        action, segments = best_triple(np.mean([grid[t] for t in train], axis=0), ctx_grid.stop)
-
+        action, segments = best_triple(np.mean([grid[t] for t in train], axis=0), ctx.grid.stop)
+        rank, lr = ctx.grid.decode(action)
         static = static_policy(ctx, action, segments, "best-static")
         ref = {(t, s): run_episode(env, static, t, s).episode_return for t in test for s in seeds}
         for cand in args.candidates:
@@ -132,7 +129,6 @@ def main(argv: list[str] | None = None) -> dict:
                                   for t in test for s in seeds])
                 lo, hi = bootstrap_ci(diffs)
                 pooled[cand].extend(diffs.tolist())
-                rank, lr = ctx_grid.decode(action)
                 rows.append({"held_out": held, "candidate": cand, "ppo_seed": ppo_seed,
                              "best_static": f"r{rank}, lr {lr:g}, {segments} seg",
                              "mean": float(diffs.mean()), "lo": lo, "hi": hi,
